@@ -1,0 +1,697 @@
+//! What kinds exist: group, versions, kind, plural, singular, short names,
+//! categories, scope, verbs, subresources and schemas.
+//!
+//! The lowest layer: `store` keys objects by [`ResourceKey`], `semantics`
+//! reads the flags here (status subresource, generation), `http` serves
+//! discovery from it. Built-in kinds are fixed; custom kinds come and go with
+//! CustomResourceDefinitions.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
+use serde_json::Value;
+
+/// Identifies a resource's storage: objects of every version of a resource
+/// share one table, keyed by group and plural.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceKey {
+    /// API group ("" for core).
+    pub group: String,
+    /// Plural resource name.
+    pub plural: String,
+}
+
+impl ResourceKey {
+    /// A key for `group` and `plural`.
+    pub fn new(group: &str, plural: &str) -> Self {
+        ResourceKey {
+            group: group.into(),
+            plural: plural.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.group.is_empty() {
+            f.write_str(&self.plural)
+        } else {
+            write!(f, "{}.{}", self.plural, self.group)
+        }
+    }
+}
+
+/// One served version of a kind.
+#[derive(Clone, Debug)]
+pub struct Version {
+    /// The version name, e.g. `v1`.
+    pub name: String,
+    /// Whether this version is the storage version.
+    pub storage: bool,
+    /// Whether the `/status` subresource exists in this version.
+    pub status: bool,
+    /// The OpenAPI v3 schema of this version, when known (CRDs).
+    pub schema: Option<Value>,
+    /// CRD `additionalPrinterColumns`, as given.
+    pub printer_columns: Vec<Value>,
+}
+
+/// A kind of object the server serves.
+#[derive(Clone, Debug)]
+pub struct Kind {
+    /// Storage key (group + plural).
+    pub key: ResourceKey,
+    /// `kind`, e.g. `ConfigMap`.
+    pub kind: String,
+    /// `listKind`, e.g. `ConfigMapList`.
+    pub list_kind: String,
+    /// Singular name, e.g. `configmap`.
+    pub singular: String,
+    /// Short names, e.g. `cm`.
+    pub short_names: Vec<String>,
+    /// Categories, e.g. `all`.
+    pub categories: Vec<String>,
+    /// Namespaced or cluster-scoped.
+    pub namespaced: bool,
+    /// Whether `metadata.generation` is maintained for this kind.
+    pub generation: bool,
+    /// Served versions, preferred first.
+    pub versions: Vec<Version>,
+    /// Extra field selectors this kind supports beyond `metadata.name` and
+    /// `metadata.namespace`.
+    pub field_labels: &'static [&'static str],
+    /// Whether this kind comes from a CustomResourceDefinition.
+    pub custom: bool,
+}
+
+impl Kind {
+    /// The API group.
+    pub fn group(&self) -> &str {
+        &self.key.group
+    }
+
+    /// The plural name.
+    pub fn plural(&self) -> &str {
+        &self.key.plural
+    }
+
+    /// The served version named `name`.
+    pub fn version(&self, name: &str) -> Option<&Version> {
+        self.versions.iter().find(|v| v.name == name)
+    }
+
+    /// The storage version.
+    pub fn storage_version(&self) -> &Version {
+        self.versions
+            .iter()
+            .find(|v| v.storage)
+            .unwrap_or(&self.versions[0])
+    }
+
+    /// `apiVersion` for `version`: `v1` or `group/v1`.
+    pub fn api_version(&self, version: &str) -> String {
+        if self.key.group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{}/{}", self.key.group, version)
+        }
+    }
+
+    /// Whether `version` has a status subresource.
+    pub fn has_status(&self, version: &str) -> bool {
+        self.version(version).is_some_and(|v| v.status)
+    }
+}
+
+/// The standard verbs of a resource.
+pub const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// The verbs of a `/status` subresource.
+pub const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
+
+struct Builtin {
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    short: &'static [&'static str],
+    categories: &'static [&'static str],
+    namespaced: bool,
+    status: bool,
+    generation: bool,
+    field_labels: &'static [&'static str],
+}
+
+const ALL: &[&str] = &["all"];
+const NONE: &[&str] = &[];
+
+#[allow(clippy::too_many_arguments)] // reason: a table row constructor, one argument per column.
+const fn b(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    short: &'static [&'static str],
+    categories: &'static [&'static str],
+    namespaced: bool,
+    status: bool,
+    generation: bool,
+) -> Builtin {
+    Builtin {
+        group,
+        version,
+        kind,
+        plural,
+        short,
+        categories,
+        namespaced,
+        status,
+        generation,
+        field_labels: NONE,
+    }
+}
+
+const EVENT_FIELDS: &[&str] = &[
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+];
+const POD_FIELDS: &[&str] = &[
+    "spec.nodeName",
+    "spec.restartPolicy",
+    "spec.schedulerName",
+    "spec.serviceAccountName",
+    "spec.hostNetwork",
+    "status.phase",
+    "status.podIP",
+    "status.nominatedNodeName",
+];
+
+fn builtins() -> Vec<Builtin> {
+    let mut list = vec![
+        b(
+            "",
+            "v1",
+            "Namespace",
+            "namespaces",
+            &["ns"],
+            NONE,
+            false,
+            true,
+            false,
+        ),
+        b("", "v1", "Pod", "pods", &["po"], ALL, true, true, true),
+        b(
+            "",
+            "v1",
+            "ConfigMap",
+            "configmaps",
+            &["cm"],
+            NONE,
+            true,
+            false,
+            false,
+        ),
+        b(
+            "", "v1", "Secret", "secrets", NONE, NONE, true, false, false,
+        ),
+        b(
+            "",
+            "v1",
+            "Service",
+            "services",
+            &["svc"],
+            ALL,
+            true,
+            true,
+            false,
+        ),
+        b(
+            "",
+            "v1",
+            "ServiceAccount",
+            "serviceaccounts",
+            &["sa"],
+            NONE,
+            true,
+            false,
+            false,
+        ),
+        b(
+            "",
+            "v1",
+            "Endpoints",
+            "endpoints",
+            &["ep"],
+            NONE,
+            true,
+            false,
+            false,
+        ),
+        b(
+            "",
+            "v1",
+            "Event",
+            "events",
+            &["ev"],
+            NONE,
+            true,
+            false,
+            false,
+        ),
+        b("", "v1", "Node", "nodes", &["no"], NONE, false, true, false),
+        b(
+            "",
+            "v1",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            &["pvc"],
+            NONE,
+            true,
+            true,
+            false,
+        ),
+        b(
+            "",
+            "v1",
+            "PersistentVolume",
+            "persistentvolumes",
+            &["pv"],
+            NONE,
+            false,
+            true,
+            false,
+        ),
+        b(
+            "apps",
+            "v1",
+            "Deployment",
+            "deployments",
+            &["deploy"],
+            ALL,
+            true,
+            true,
+            true,
+        ),
+        b(
+            "apps",
+            "v1",
+            "ReplicaSet",
+            "replicasets",
+            &["rs"],
+            ALL,
+            true,
+            true,
+            true,
+        ),
+        b(
+            "apps",
+            "v1",
+            "StatefulSet",
+            "statefulsets",
+            &["sts"],
+            ALL,
+            true,
+            true,
+            true,
+        ),
+        b(
+            "apps",
+            "v1",
+            "DaemonSet",
+            "daemonsets",
+            &["ds"],
+            ALL,
+            true,
+            true,
+            true,
+        ),
+        b("batch", "v1", "Job", "jobs", NONE, ALL, true, true, true),
+        b(
+            "batch",
+            "v1",
+            "CronJob",
+            "cronjobs",
+            &["cj"],
+            ALL,
+            true,
+            true,
+            true,
+        ),
+        b(
+            "coordination.k8s.io",
+            "v1",
+            "Lease",
+            "leases",
+            NONE,
+            NONE,
+            true,
+            false,
+            false,
+        ),
+        b(
+            "events.k8s.io",
+            "v1",
+            "Event",
+            "events",
+            &["ev"],
+            NONE,
+            true,
+            false,
+            false,
+        ),
+        b(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            &["crd", "crds"],
+            &["api-extensions"],
+            false,
+            true,
+            true,
+        ),
+        b(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "Role",
+            "roles",
+            NONE,
+            NONE,
+            true,
+            false,
+            false,
+        ),
+        b(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            NONE,
+            NONE,
+            true,
+            false,
+            false,
+        ),
+        b(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            NONE,
+            NONE,
+            false,
+            false,
+            false,
+        ),
+        b(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            NONE,
+            NONE,
+            false,
+            false,
+            false,
+        ),
+        b(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+            NONE,
+            &["api-extensions"],
+            false,
+            false,
+            true,
+        ),
+        b(
+            "admissionregistration.k8s.io",
+            "v1",
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+            NONE,
+            &["api-extensions"],
+            false,
+            false,
+            true,
+        ),
+    ];
+    for item in &mut list {
+        item.field_labels = match (item.group, item.plural) {
+            ("", "events") => EVENT_FIELDS,
+            ("", "pods") => POD_FIELDS,
+            ("", "secrets") => &["type"],
+            ("", "namespaces") => &["status.phase"],
+            ("", "nodes") => &["spec.unschedulable"],
+            ("events.k8s.io", "events") => &[
+                "regarding.kind",
+                "regarding.namespace",
+                "regarding.name",
+                "regarding.uid",
+                "reason",
+                "reportingController",
+                "type",
+            ],
+            _ => NONE,
+        };
+    }
+    list
+}
+
+/// The registry of served kinds, shared by every layer.
+#[derive(Default)]
+pub struct Resources {
+    inner: RwLock<Index>,
+}
+
+#[derive(Default)]
+struct Index {
+    /// (group, plural) -> kind.
+    by_key: HashMap<ResourceKey, Arc<Kind>>,
+    /// Registration order, for stable discovery output.
+    order: Vec<ResourceKey>,
+}
+
+impl Resources {
+    /// A registry holding the built-in kinds.
+    pub fn with_builtins() -> Self {
+        let resources = Resources::default();
+        for item in builtins() {
+            resources.register(Kind {
+                key: ResourceKey::new(item.group, item.plural),
+                kind: item.kind.into(),
+                list_kind: format!("{}List", item.kind),
+                singular: item.kind.to_lowercase(),
+                short_names: item.short.iter().map(|s| s.to_string()).collect(),
+                categories: item.categories.iter().map(|s| s.to_string()).collect(),
+                namespaced: item.namespaced,
+                generation: item.generation,
+                versions: vec![Version {
+                    name: item.version.into(),
+                    storage: true,
+                    status: item.status,
+                    schema: None,
+                    printer_columns: Vec::new(),
+                }],
+                field_labels: item.field_labels,
+                custom: false,
+            });
+        }
+        resources
+    }
+
+    /// Adds or replaces a kind.
+    pub fn register(&self, kind: Kind) {
+        let mut index = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if !index.by_key.contains_key(&kind.key) {
+            index.order.push(kind.key.clone());
+        }
+        index.by_key.insert(kind.key.clone(), Arc::new(kind));
+    }
+
+    /// Removes a kind; returns it if it was there.
+    pub fn unregister(&self, key: &ResourceKey) -> Option<Arc<Kind>> {
+        let mut index = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        index.order.retain(|k| k != key);
+        index.by_key.remove(key)
+    }
+
+    /// The kind stored under `key`.
+    pub fn get(&self, key: &ResourceKey) -> Option<Arc<Kind>> {
+        let index = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        index.by_key.get(key).cloned()
+    }
+
+    /// The kind served at `group/version/plural`.
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Kind>> {
+        let index = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let kind = index.by_key.get(&ResourceKey::new(group, plural))?;
+        kind.version(version).map(|_| kind.clone())
+    }
+
+    /// The kind for `apiVersion` + `kind`, as found in an object body.
+    pub fn by_kind(&self, api_version: &str, kind: &str) -> Option<(Arc<Kind>, String)> {
+        let (group, version) = split_api_version(api_version);
+        let index = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        index.order.iter().find_map(|key| {
+            let k = &index.by_key[key];
+            (k.key.group == group && k.kind == kind && k.version(version).is_some())
+                .then(|| (k.clone(), version.to_string()))
+        })
+    }
+
+    /// Every kind, in registration order.
+    pub fn all(&self) -> Vec<Arc<Kind>> {
+        let index = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        index
+            .order
+            .iter()
+            .map(|k| index.by_key[k].clone())
+            .collect()
+    }
+
+    /// Groups and their versions, in registration order (core group excluded),
+    /// each version list preferred first.
+    pub fn groups(&self) -> Vec<(String, Vec<String>)> {
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        for kind in self.all() {
+            if kind.key.group.is_empty() {
+                continue;
+            }
+            let pos = match groups.iter().position(|(g, _)| *g == kind.key.group) {
+                Some(pos) => pos,
+                None => {
+                    groups.push((kind.key.group.clone(), Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            for v in &kind.versions {
+                if !groups[pos].1.contains(&v.name) {
+                    groups[pos].1.push(v.name.clone());
+                }
+            }
+        }
+        for (_, versions) in &mut groups {
+            versions.sort_by(|a, b| compare_versions(b, a));
+        }
+        groups
+    }
+
+    /// Kinds served in `group/version`.
+    pub fn in_group_version(&self, group: &str, version: &str) -> Vec<Arc<Kind>> {
+        self.all()
+            .into_iter()
+            .filter(|k| k.key.group == group && k.version(version).is_some())
+            .collect()
+    }
+}
+
+/// Splits `apiVersion` into group and version (`v1` -> `("", "v1")`).
+pub fn split_api_version(api_version: &str) -> (&str, &str) {
+    match api_version.rsplit_once('/') {
+        Some((group, version)) => (group, version),
+        None => ("", api_version),
+    }
+}
+
+/// Orders Kubernetes version names by priority, as kube-apiserver does:
+/// GA > beta > alpha, then by major and minor number, then other names.
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    fn rank(v: &str) -> (u8, u64, u64, String) {
+        let parse = |s: &str| -> Option<(u64, u8, u64)> {
+            let rest = s.strip_prefix('v')?;
+            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+            let major: u64 = digits.parse().ok()?;
+            let tail = &rest[digits.len()..];
+            if tail.is_empty() {
+                return Some((major, 3, 0));
+            }
+            let (level, num) = if let Some(n) = tail.strip_prefix("beta") {
+                (2, n)
+            } else if let Some(n) = tail.strip_prefix("alpha") {
+                (1, n)
+            } else {
+                return None;
+            };
+            Some((major, level, num.parse().ok()?))
+        };
+        match parse(v) {
+            Some((major, level, minor)) => (level, major, minor, String::new()),
+            None => (0, 0, 0, v.to_string()),
+        }
+    }
+    let (ra, rb) = (rank(a), rank(b));
+    ra.0.cmp(&rb.0)
+        .then(ra.1.cmp(&rb.1))
+        .then(ra.2.cmp(&rb.2))
+        .then(rb.3.cmp(&ra.3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_should_carry_real_names() {
+        let resources = Resources::with_builtins();
+        let deploy = resources.lookup("apps", "v1", "deployments").unwrap();
+        assert_eq!(deploy.kind, "Deployment");
+        assert_eq!(deploy.short_names, vec!["deploy"]);
+        assert!(deploy.namespaced);
+        assert!(resources.lookup("apps", "v2", "deployments").is_none());
+        let (crd, version) = resources
+            .by_kind("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+            .unwrap();
+        assert!(!crd.namespaced);
+        assert_eq!(version, "v1");
+    }
+
+    #[test]
+    fn versions_should_sort_like_kube_apiserver() {
+        let mut versions = vec![
+            "v1alpha1",
+            "v2",
+            "v1beta1",
+            "v1",
+            "v11alpha2",
+            "foo10",
+            "foo1",
+            "v12alpha1",
+        ];
+        versions.sort_by(|a, b| compare_versions(b, a));
+        assert_eq!(
+            versions,
+            vec![
+                "v2",
+                "v1",
+                "v1beta1",
+                "v12alpha1",
+                "v11alpha2",
+                "v1alpha1",
+                "foo1",
+                "foo10"
+            ]
+        );
+    }
+}

@@ -1,0 +1,664 @@
+//! The rules kube-apiserver applies on every write, as pure functions over
+//! JSON values: metadata defaulting, validation of names, labels and
+//! annotations, system fields users cannot change, generation bumps on spec
+//! changes only, the status subresource split, finalizers and
+//! deletionTimestamp.
+//!
+//! Callers: `api`, inside `Store::write` closures. Knows `resources` (flags of
+//! a kind) and `error` (the `Status` it returns); never touches the store.
+
+use serde_json::{Map, Value};
+
+use crate::{
+    error::{ApiError, Cause},
+    resources::Kind,
+};
+
+const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
+const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+
+/// Total size allowed for all annotations of an object.
+pub const ANNOTATIONS_LIMIT: usize = 256 * 1024;
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Problems with `s` as a DNS-1123 label (namespace names).
+pub fn dns1123_label_errors(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 63 {
+        errs.push("must be no more than 63 characters".to_string());
+    }
+    if !is_dns_label(&s[..s.len().min(63)]) || s.is_empty() {
+        errs.push(DNS1123_LABEL_MSG.to_string());
+    }
+    errs
+}
+
+/// Problems with `s` as a DNS-1123 subdomain (most object names).
+pub fn dns1123_subdomain_errors(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 253 {
+        errs.push("must be no more than 253 characters".to_string());
+    }
+    let ok = !s.is_empty()
+        && s.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        });
+    if !ok {
+        errs.push(DNS1123_SUBDOMAIN_MSG.to_string());
+    }
+    errs
+}
+
+fn dns1035_label_errors(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 63 {
+        errs.push("must be no more than 63 characters".to_string());
+    }
+    if !is_dns_label(s) || !s.starts_with(|c: char| c.is_ascii_lowercase()) {
+        errs.push(DNS1035_LABEL_MSG.to_string());
+    }
+    errs
+}
+
+fn path_segment_errors(s: &str) -> Vec<String> {
+    if s == "." || s == ".." {
+        return vec![format!("may not be '{s}'")];
+    }
+    for bad in ["/", "%"] {
+        if s.contains(bad) {
+            return vec![format!("may not contain '{bad}'")];
+        }
+    }
+    Vec::new()
+}
+
+fn is_qualified_part(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    !bytes.is_empty()
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Problems with `s` as a qualified name (label and annotation keys):
+/// an optional DNS-subdomain prefix and `/`, then a name of at most 63 characters.
+pub fn qualified_name_errors(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    let (prefix, name) = match s.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    if let Some(prefix) = prefix {
+        if prefix.is_empty() {
+            errs.push("prefix part must be non-empty".to_string());
+        } else {
+            for e in dns1123_subdomain_errors(prefix) {
+                errs.push(format!("prefix part {e}"));
+            }
+        }
+        if name.contains('/') {
+            errs.push(format!("a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"));
+            return errs;
+        }
+    }
+    if name.is_empty() {
+        errs.push("name part must be non-empty".to_string());
+    } else {
+        if name.len() > 63 {
+            errs.push("name part must be no more than 63 characters".to_string());
+        }
+        if !is_qualified_part(name) {
+            errs.push(QUALIFIED_NAME_MSG.to_string());
+        }
+    }
+    errs
+}
+
+/// Problems with `s` as a label value.
+pub fn label_value_errors(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 63 {
+        errs.push("must be no more than 63 characters".to_string());
+    }
+    if !s.is_empty() && !is_qualified_part(s) {
+        errs.push(LABEL_VALUE_MSG.to_string());
+    }
+    errs
+}
+
+/// Problems with `name` as the name of an object of `kind`.
+pub fn name_errors(kind: &Kind, name: &str) -> Vec<String> {
+    match (kind.group(), kind.plural()) {
+        ("", "namespaces") => dns1123_label_errors(name),
+        ("", "services") => dns1035_label_errors(name),
+        ("rbac.authorization.k8s.io", _) => path_segment_errors(name),
+        _ => dns1123_subdomain_errors(name),
+    }
+}
+
+/// The `metadata` object of `obj`, if it is one.
+pub fn meta(obj: &Value) -> Option<&Map<String, Value>> {
+    obj.get("metadata").and_then(Value::as_object)
+}
+
+/// A string field of `metadata`.
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    meta(obj)?.get(field)?.as_str()
+}
+
+fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = Value::Object(Map::new());
+    }
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata was just made an object")
+}
+
+/// `metadata.finalizers` as strings.
+pub fn finalizers(obj: &Value) -> Vec<String> {
+    meta(obj)
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the object carries a `deletionTimestamp`.
+pub fn is_deleting(obj: &Value) -> bool {
+    meta(obj).is_some_and(|m| m.get("deletionTimestamp").is_some_and(|v| !v.is_null()))
+}
+
+/// Validates the metadata of an object about to be written (name already set).
+pub fn validate_metadata(kind: &Kind, obj: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let Some(meta) = meta(obj) else {
+        causes.push(Cause::required("metadata", ""));
+        return causes;
+    };
+    if let Some(name) = meta.get("name").and_then(Value::as_str) {
+        for e in name_errors(kind, name) {
+            causes.push(Cause::invalid(
+                "metadata.name",
+                &Value::String(name.into()),
+                &e,
+            ));
+        }
+    }
+    match meta.get("labels") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(labels)) => {
+            for (k, v) in labels {
+                for e in qualified_name_errors(k) {
+                    causes.push(Cause::invalid(
+                        "metadata.labels",
+                        &Value::String(k.clone()),
+                        &e,
+                    ));
+                }
+                match v.as_str() {
+                    Some(s) => {
+                        for e in label_value_errors(s) {
+                            causes.push(Cause::invalid("metadata.labels", v, &e));
+                        }
+                    }
+                    None => causes.push(Cause::invalid("metadata.labels", v, "must be a string")),
+                }
+            }
+        }
+        Some(other) => causes.push(Cause::invalid(
+            "metadata.labels",
+            other,
+            "must be an object",
+        )),
+    }
+    match meta.get("annotations") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(annotations)) => {
+            let mut total = 0;
+            for (k, v) in annotations {
+                for e in qualified_name_errors(&k.to_lowercase()) {
+                    causes.push(Cause::invalid(
+                        "metadata.annotations",
+                        &Value::String(k.clone()),
+                        &e,
+                    ));
+                }
+                total += k.len() + v.as_str().map_or(0, str::len);
+                if !v.is_string() {
+                    causes.push(Cause::invalid(
+                        "metadata.annotations",
+                        v,
+                        "must be a string",
+                    ));
+                }
+            }
+            if total > ANNOTATIONS_LIMIT {
+                causes.push(Cause::too_long(
+                    "metadata.annotations",
+                    &format!("must have at most {ANNOTATIONS_LIMIT} bytes"),
+                ));
+            }
+        }
+        Some(other) => causes.push(Cause::invalid(
+            "metadata.annotations",
+            other,
+            "must be an object",
+        )),
+    }
+    if let Some(list) = meta.get("finalizers") {
+        match list.as_array() {
+            Some(items) => {
+                for (i, f) in items.iter().enumerate() {
+                    let field = format!("metadata.finalizers[{i}]");
+                    match f.as_str() {
+                        Some(s) => {
+                            for e in qualified_name_errors(s) {
+                                causes.push(Cause::invalid(&field, f, &e));
+                            }
+                        }
+                        None => causes.push(Cause::invalid(&field, f, "must be a string")),
+                    }
+                }
+            }
+            None if list.is_null() => {}
+            None => causes.push(Cause::invalid(
+                "metadata.finalizers",
+                list,
+                "must be a list",
+            )),
+        }
+    }
+    causes
+}
+
+/// Everything a create needs from outside: identity and time.
+pub struct CreateInfo<'a> {
+    /// The new uid.
+    pub uid: String,
+    /// `creationTimestamp`.
+    pub now: &'a str,
+}
+
+/// Defaults the system metadata of a new object and resets what a create
+/// may not set (status on kinds with a status subresource, deletion fields).
+pub fn prepare_create(kind: &Kind, version: &str, obj: &mut Value, info: CreateInfo<'_>) {
+    if kind.has_status(version) {
+        if let Some(o) = obj.as_object_mut() {
+            o.remove("status");
+        }
+    }
+    let meta = meta_mut(obj);
+    meta.insert("uid".into(), Value::String(info.uid));
+    meta.insert("creationTimestamp".into(), Value::String(info.now.into()));
+    meta.remove("deletionTimestamp");
+    meta.remove("deletionGracePeriodSeconds");
+    meta.remove("selfLink");
+    meta.remove("resourceVersion");
+    if kind.generation {
+        meta.insert("generation".into(), Value::from(1));
+    } else {
+        meta.remove("generation");
+    }
+    if !kind.namespaced {
+        meta.remove("namespace");
+    }
+    for empty in ["labels", "annotations", "finalizers", "ownerReferences"] {
+        if meta.get(empty).is_some_and(Value::is_null) {
+            meta.remove(empty);
+        }
+    }
+    builtin_defaults(kind, obj);
+}
+
+/// Status and labels kube-apiserver (or its controllers, instantly) gives new
+/// built-in objects.
+fn builtin_defaults(kind: &Kind, obj: &mut Value) {
+    match (kind.group(), kind.plural()) {
+        ("", "namespaces") => {
+            let name = meta_str(obj, "name").unwrap_or_default().to_string();
+            let meta = meta_mut(obj);
+            let labels = meta
+                .entry("labels")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Some(labels) = labels.as_object_mut() {
+                labels.insert("kubernetes.io/metadata.name".into(), Value::String(name));
+            }
+            if !obj.get("spec").is_some_and(Value::is_object) {
+                obj["spec"] = serde_json::json!({});
+            }
+            if obj["spec"].get("finalizers").is_none() {
+                obj["spec"]["finalizers"] = serde_json::json!(["kubernetes"]);
+            }
+            obj["status"] = serde_json::json!({"phase": "Active"});
+        }
+        ("", "pods") => {
+            obj["status"] = serde_json::json!({"phase": "Pending", "qosClass": "BestEffort"});
+        }
+        _ => {}
+    }
+}
+
+/// Which endpoint an update comes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The object itself.
+    Main,
+    /// The `/status` subresource.
+    Status,
+}
+
+/// Turns a client's full replacement `new` of `old` into what is stored:
+/// system fields kept from `old`, the status split applied, generation bumped
+/// when the spec changed, and new finalizers refused while deleting.
+///
+/// # Errors
+/// 409 on a stale resourceVersion or a uid mismatch, 400 on a name mismatch,
+/// 422 on new finalizers during deletion.
+pub fn prepare_update(
+    kind: &Kind,
+    version: &str,
+    old: &Value,
+    new: &mut Value,
+    endpoint: Endpoint,
+) -> Result<(), ApiError> {
+    let name = meta_str(old, "name").unwrap_or_default().to_string();
+    if !new.get("metadata").is_some_and(Value::is_object) {
+        new["metadata"] = Value::Object(Map::new());
+    }
+    match meta_str(new, "name") {
+        None | Some("") => {
+            meta_mut(new).insert("name".into(), Value::String(name.clone()));
+        }
+        Some(n) if n != name => {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )))
+        }
+        Some(_) => {}
+    }
+    let old_rv = meta_str(old, "resourceVersion").unwrap_or_default();
+    match meta_str(new, "resourceVersion") {
+        Some(rv) if !rv.is_empty() && rv != old_rv => {
+            if rv.parse::<u64>().is_err() {
+                return Err(ApiError::invalid(
+                    kind.group(),
+                    &kind.kind,
+                    &name,
+                    vec![Cause::invalid(
+                        "metadata.resourceVersion",
+                        &Value::String(rv.into()),
+                        "must be a valid resourceVersion",
+                    )],
+                ));
+            }
+            return Err(ApiError::stale(kind.group(), kind.plural(), &name));
+        }
+        _ => {}
+    }
+    let old_uid = meta_str(old, "uid").unwrap_or_default();
+    if let Some(uid) = meta_str(new, "uid") {
+        if !uid.is_empty() && uid != old_uid {
+            return Err(ApiError::conflict(
+                kind.group(),
+                kind.plural(),
+                &name,
+                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {old_uid}"),
+            ));
+        }
+    }
+    if endpoint == Endpoint::Status {
+        let status = new.get("status").cloned();
+        let mut merged = old.clone();
+        match (merged.as_object_mut(), status) {
+            (Some(o), Some(s)) => {
+                o.insert("status".into(), s);
+            }
+            (Some(o), None) => {
+                o.remove("status");
+            }
+            _ => {}
+        }
+        *new = merged;
+        return Ok(());
+    }
+    // The main endpoint: status comes from the old object when it has its own endpoint.
+    if kind.has_status(version) {
+        match (new.as_object_mut(), old.get("status")) {
+            (Some(o), Some(s)) => {
+                o.insert("status".into(), s.clone());
+            }
+            (Some(o), None) => {
+                o.remove("status");
+            }
+            _ => {}
+        }
+    }
+    let old_meta = meta(old).cloned().unwrap_or_default();
+    let new_meta = meta_mut(new);
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "namespace",
+        "managedFields",
+    ] {
+        match old_meta.get(field) {
+            Some(v) => {
+                new_meta.insert(field.into(), v.clone());
+            }
+            None => {
+                new_meta.remove(field);
+            }
+        }
+    }
+    new_meta.remove("selfLink");
+    for empty in ["labels", "annotations", "finalizers", "ownerReferences"] {
+        if new_meta.get(empty).is_some_and(Value::is_null) {
+            new_meta.remove(empty);
+        }
+    }
+    if is_deleting(old) {
+        let before = finalizers(old);
+        let added: Vec<String> = finalizers(new)
+            .into_iter()
+            .filter(|f| !before.contains(f))
+            .collect();
+        if !added.is_empty() {
+            let listed = added
+                .iter()
+                .map(|f| format!("{f:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(ApiError::invalid(
+                kind.group(),
+                &kind.kind,
+                &name,
+                vec![Cause::forbidden(
+                    "metadata.finalizers",
+                    &format!("no new finalizers can be added if the object is being deleted, found new finalizers []string{{{listed}}}"),
+                )],
+            ));
+        }
+    }
+    if kind.generation && spec_changed(kind, version, old, new) {
+        let generation = old_meta
+            .get("generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        meta_mut(new).insert("generation".into(), Value::from(generation + 1));
+    }
+    Ok(())
+}
+
+/// Whether anything other than metadata (and status, where it has its own
+/// endpoint) differs.
+fn spec_changed(kind: &Kind, version: &str, old: &Value, new: &Value) -> bool {
+    let skip_status = kind.has_status(version);
+    let relevant = |v: &Value| -> Map<String, Value> {
+        v.as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(k, _)| {
+                        k.as_str() != "metadata"
+                            && !(skip_status && k.as_str() == "status")
+                            && k.as_str() != "apiVersion"
+                            && k.as_str() != "kind"
+                    })
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    relevant(old) != relevant(new)
+}
+
+/// Marks `obj` as being deleted: `deletionTimestamp`, a zero grace period, and
+/// a generation bump the first time, as kube-apiserver's `markAsDeleting`.
+pub fn mark_deleting(obj: &mut Value, now: &str) {
+    let meta = meta_mut(obj);
+    if meta.get("deletionTimestamp").is_none_or(Value::is_null) {
+        if let Some(g) = meta.get("generation").and_then(Value::as_i64) {
+            if g > 0 {
+                meta.insert("generation".into(), Value::from(g + 1));
+            }
+        }
+        meta.insert("deletionTimestamp".into(), Value::String(now.into()));
+    }
+    meta.insert("deletionGracePeriodSeconds".into(), Value::from(0));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::Resources;
+    use serde_json::json;
+
+    fn kind(group: &str, plural: &str) -> Kind {
+        let resources = Resources::with_builtins();
+        let version = if group.is_empty() { "v1" } else { "v1" };
+        (*resources.lookup(group, version, plural).unwrap()).clone()
+    }
+
+    #[test]
+    fn names_should_follow_their_kinds_rules() {
+        assert!(dns1123_subdomain_errors("a.b-c").is_empty());
+        assert!(!dns1123_subdomain_errors("A").is_empty());
+        assert!(!dns1123_subdomain_errors("a..b").is_empty());
+        assert!(dns1123_label_errors("kube-system").is_empty());
+        assert!(!dns1123_label_errors("a.b").is_empty());
+        assert_eq!(
+            dns1123_label_errors(&"a".repeat(64))[0],
+            "must be no more than 63 characters"
+        );
+        assert!(name_errors(
+            &kind("rbac.authorization.k8s.io", "clusterroles"),
+            "system:controller:x"
+        )
+        .is_empty());
+        assert!(!name_errors(&kind("", "services"), "1abc").is_empty());
+    }
+
+    #[test]
+    fn labels_should_be_validated_like_kube_apiserver() {
+        assert!(qualified_name_errors("example.com/my-key").is_empty());
+        assert!(qualified_name_errors("app").is_empty());
+        assert!(!qualified_name_errors("-app").is_empty());
+        assert!(!qualified_name_errors("/app").is_empty());
+        assert!(!qualified_name_errors(&"a".repeat(64)).is_empty());
+        assert!(label_value_errors("").is_empty());
+        assert!(!label_value_errors("bad value").is_empty());
+        let causes = validate_metadata(
+            &kind("", "configmaps"),
+            &json!({"metadata": {"name": "x", "labels": {"ok": "fine", "bad key": "v", "k": "bad value!"}}}),
+        );
+        assert_eq!(causes.len(), 2);
+        assert!(causes.iter().all(|c| c.field == "metadata.labels"));
+    }
+
+    #[test]
+    fn update_should_bump_generation_only_on_spec_changes() {
+        let k = kind("apps", "deployments");
+        let old = json!({"metadata": {"name": "d", "generation": 1, "resourceVersion": "5", "uid": "u"}, "spec": {"replicas": 1}, "status": {"x": 1}});
+        let mut labels_only = json!({"metadata": {"name": "d", "labels": {"a": "b"}}, "spec": {"replicas": 1}, "status": {"x": 2}});
+        prepare_update(&k, "v1", &old, &mut labels_only, Endpoint::Main).unwrap();
+        assert_eq!(labels_only["metadata"]["generation"], 1);
+        assert_eq!(
+            labels_only["status"]["x"], 1,
+            "main endpoint ignores status"
+        );
+        let mut spec = json!({"metadata": {"name": "d"}, "spec": {"replicas": 2}});
+        prepare_update(&k, "v1", &old, &mut spec, Endpoint::Main).unwrap();
+        assert_eq!(spec["metadata"]["generation"], 2);
+        assert_eq!(spec["metadata"]["uid"], "u");
+        let mut status = json!({"metadata": {"name": "d", "labels": {"a": "b"}}, "spec": {"replicas": 9}, "status": {"x": 3}});
+        prepare_update(&k, "v1", &old, &mut status, Endpoint::Status).unwrap();
+        assert_eq!(
+            status["spec"]["replicas"], 1,
+            "status endpoint ignores spec"
+        );
+        assert_eq!(status["status"]["x"], 3);
+        assert!(status["metadata"].get("labels").is_none());
+    }
+
+    #[test]
+    fn update_should_refuse_stale_rv_and_new_finalizers_while_deleting() {
+        let k = kind("", "configmaps");
+        let old = json!({"metadata": {"name": "c", "resourceVersion": "5", "deletionTimestamp": "2020-01-01T00:00:00Z", "finalizers": ["a"]}});
+        let mut stale = json!({"metadata": {"name": "c", "resourceVersion": "4"}});
+        assert_eq!(
+            prepare_update(&k, "v1", &old, &mut stale, Endpoint::Main)
+                .unwrap_err()
+                .code,
+            409
+        );
+        let mut added = json!({"metadata": {"name": "c", "finalizers": ["a", "b"]}});
+        let err = prepare_update(&k, "v1", &old, &mut added, Endpoint::Main).unwrap_err();
+        assert_eq!(err.code, 422);
+        assert!(
+            err.message.contains("no new finalizers can be added"),
+            "{}",
+            err.message
+        );
+        let mut removed = json!({"metadata": {"name": "c", "finalizers": []}});
+        prepare_update(&k, "v1", &old, &mut removed, Endpoint::Main).unwrap();
+        assert_eq!(
+            removed["metadata"]["deletionTimestamp"],
+            "2020-01-01T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn mark_deleting_should_bump_generation_once() {
+        let mut obj = json!({"metadata": {"name": "x", "generation": 3}});
+        mark_deleting(&mut obj, "2020-01-01T00:00:00Z");
+        mark_deleting(&mut obj, "2021-01-01T00:00:00Z");
+        assert_eq!(obj["metadata"]["generation"], 4);
+        assert_eq!(obj["metadata"]["deletionTimestamp"], "2020-01-01T00:00:00Z");
+        assert_eq!(obj["metadata"]["deletionGracePeriodSeconds"], 0);
+    }
+}

@@ -1,0 +1,387 @@
+//! The public entry points: [`FakeApiServer`] in-process (a tower service
+//! and a `kube::Client` wired straight to it, no socket), [`Serving`] over TCP
+//! on loopback with a kubeconfig, and loading objects from YAML/JSON files.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+    service::TowerToHyperService,
+};
+use serde_json::Value;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+use crate::{
+    api::{Api, Settings, Target},
+    clock::Clock,
+    error::ApiError,
+    http::ApiService,
+    semantics::Endpoint,
+};
+
+/// Errors of loading objects from files.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A file or directory could not be read. Not retryable as is.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A document is not valid YAML or JSON.
+    #[error("{origin}: document {index}: {message}")]
+    Parse {
+        /// Where the document came from.
+        origin: String,
+        /// Its position (1-based).
+        index: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The server refused an object.
+    #[error("{origin}: {what}: {source}")]
+    Refused {
+        /// Where the object came from.
+        origin: String,
+        /// `Kind namespace/name`.
+        what: String,
+        /// The server's answer.
+        #[source]
+        source: ApiError,
+    },
+}
+
+/// Builds a [`FakeApiServer`] with non-default settings.
+#[derive(Debug, Default)]
+pub struct Builder {
+    settings: Settings,
+}
+
+impl Builder {
+    /// Events kept per resource for watch resume (default 4096); resuming
+    /// from before the window gets 410 Gone.
+    pub fn history(mut self, events: usize) -> Self {
+        self.settings.history = events;
+        self
+    }
+
+    /// Seed for uids and generated names (deterministic per seed).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.settings.seed = seed;
+        self
+    }
+
+    /// The server's time source (default: the wall clock).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.settings.clock = clock;
+        self
+    }
+
+    /// How often watches with bookmarks get one (default 60 s).
+    pub fn bookmark_interval(mut self, interval: Duration) -> Self {
+        self.settings.bookmark_interval = interval;
+        self
+    }
+
+    /// Builds the server: built-in kinds and the four standard namespaces.
+    pub fn build(self) -> FakeApiServer {
+        FakeApiServer {
+            api: Arc::new(Api::new(self.settings)),
+        }
+    }
+}
+
+/// A fake Kubernetes API server. Cheap to clone; clones share state.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use fake_apiserver::FakeApiServer;
+/// use k8s_openapi::api::core::v1::ConfigMap;
+/// use kube::api::{Api, PostParams};
+///
+/// let server = FakeApiServer::new();
+/// let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
+/// let mut cm = ConfigMap::default();
+/// cm.metadata.name = Some("hello".into());
+/// cms.create(&PostParams::default(), &cm).await.unwrap();
+/// assert_eq!(cms.get("hello").await.unwrap().metadata.generation, None);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct FakeApiServer {
+    api: Arc<Api>,
+}
+
+impl Default for FakeApiServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeApiServer {
+    /// A server with default settings.
+    pub fn new() -> Self {
+        Builder::default().build()
+    }
+
+    /// A builder for other settings.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The transport-free API, for direct calls.
+    pub fn api(&self) -> &Arc<Api> {
+        &self.api
+    }
+
+    /// The server as a tower `Service`.
+    pub fn service(&self) -> ApiService {
+        ApiService::new(self.api.clone(), "127.0.0.1:0")
+    }
+
+    /// A `kube::Client` wired straight to the service (no socket), with
+    /// `default` as its default namespace.
+    pub fn client(&self) -> kube::Client {
+        kube::Client::new(self.service(), "default")
+    }
+
+    /// Applies objects from a multi-document YAML or JSON string (CRDs
+    /// first; `kind: List` expanded): created, or replaced when they exist.
+    /// Returns `Kind namespace/name` for each object.
+    pub fn load_str(&self, text: &str, origin: &str) -> Result<Vec<String>, LoadError> {
+        let mut objects = Vec::new();
+        for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            let value: serde_yaml::Value =
+                serde::Deserialize::deserialize(doc).map_err(|e| LoadError::Parse {
+                    origin: origin.into(),
+                    index: i + 1,
+                    message: e.to_string(),
+                })?;
+            if value.is_null() {
+                continue;
+            }
+            let value: Value = serde_json::to_value(value).map_err(|e| LoadError::Parse {
+                origin: origin.into(),
+                index: i + 1,
+                message: e.to_string(),
+            })?;
+            match value.get("items").and_then(Value::as_array) {
+                Some(items)
+                    if value
+                        .get("kind")
+                        .and_then(Value::as_str)
+                        .is_some_and(|k| k.ends_with("List")) =>
+                {
+                    objects.extend(items.iter().cloned())
+                }
+                _ => objects.push(value),
+            }
+        }
+        objects.sort_by_key(|o| {
+            o.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition")
+        });
+        objects.iter().map(|o| self.apply(o, origin)).collect()
+    }
+
+    /// Applies every `.yaml`, `.yml` and `.json` file at `path` (a file, or a
+    /// directory read in name order), CRDs of all files first.
+    pub fn load_path(&self, path: &Path) -> Result<Vec<String>, LoadError> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|source| LoadError::Read {
+                path: p.to_path_buf(),
+                source,
+            })
+        };
+        let mut files = Vec::new();
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|source| LoadError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            for entry in entries.flatten() {
+                let p = entry.path();
+                if p.extension()
+                    .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+                {
+                    files.push(p);
+                }
+            }
+            files.sort();
+        } else {
+            files.push(path.to_path_buf());
+        }
+        let mut text = String::new();
+        for f in &files {
+            text.push_str(&read(f)?);
+            text.push_str("\n---\n");
+        }
+        self.load_str(&text, &path.display().to_string())
+    }
+
+    fn apply(&self, obj: &Value, origin: &str) -> Result<String, LoadError> {
+        let api_version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind_name = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let name = crate::semantics::meta_str(obj, "name")
+            .unwrap_or_default()
+            .to_string();
+        let refused = |what: String, source: ApiError| LoadError::Refused {
+            origin: origin.into(),
+            what,
+            source,
+        };
+        let Some((kind, version)) = self.api.resources.by_kind(api_version, kind_name) else {
+            return Err(refused(
+                format!("{kind_name} {name}"),
+                ApiError::not_found(
+                    "",
+                    "",
+                    &format!("no kind {kind_name:?} is served in {api_version:?}"),
+                ),
+            ));
+        };
+        let namespace = if kind.namespaced {
+            crate::semantics::meta_str(obj, "namespace")
+                .filter(|ns| !ns.is_empty())
+                .unwrap_or("default")
+                .to_string()
+        } else {
+            String::new()
+        };
+        let what = if namespace.is_empty() {
+            format!("{kind_name} {name}")
+        } else {
+            format!("{kind_name} {namespace}/{name}")
+        };
+        let t = Target {
+            kind,
+            version,
+            namespace,
+            name: String::new(),
+        };
+        match self.api.create(&t, obj.clone(), false) {
+            Ok(_) => Ok(what),
+            Err(e) if e.reason == "AlreadyExists" => {
+                let t = Target {
+                    name: name.clone(),
+                    ..t
+                };
+                let mut obj = obj.clone();
+                if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.remove("resourceVersion");
+                }
+                self.api
+                    .update(&t, obj, Endpoint::Main, false)
+                    .map(|_| what.clone())
+                    .map_err(|e| refused(what, e))
+            }
+            Err(e) => Err(refused(what, e)),
+        }
+    }
+
+    /// Serves HTTP on `addr` (use port 0 for any free port) until the
+    /// returned handle is shut down or dropped.
+    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<Serving> {
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        let service = ApiService::new(self.api.clone(), &local_addr.to_string());
+        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let _ = stream.set_nodelay(true);
+                        let svc = TowerToHyperService::new(service.clone());
+                        connections.spawn(async move {
+                            let builder = auto::Builder::new(TokioExecutor::new());
+                            if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+                                tracing::debug!("connection ended: {e}");
+                            }
+                        });
+                    }
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                    _ = &mut stop_rx => break,
+                }
+            }
+            connections.shutdown().await;
+        });
+        Ok(Serving {
+            local_addr,
+            stop: Some(stop_tx),
+            task: Some(task),
+        })
+    }
+}
+
+/// A server listening on TCP. Dropping it stops serving.
+pub struct Serving {
+    local_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Serving {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://host:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// A kubeconfig pointing at this server (context `fake`, namespace `default`).
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\ncurrent-context: fake\nusers:\n- name: fake\n  user: {{}}\n",
+            self.url()
+        )
+    }
+
+    /// Writes the kubeconfig to `path`.
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, self.kubeconfig())
+    }
+
+    /// Writes the kubeconfig to a temporary file, removed when dropped.
+    pub fn temp_kubeconfig(&self) -> std::io::Result<tempfile::NamedTempFile> {
+        let mut file = tempfile::Builder::new()
+            .prefix("fake-kubeconfig-")
+            .suffix(".yaml")
+            .tempfile()?;
+        std::io::Write::write_all(&mut file, self.kubeconfig().as_bytes())?;
+        Ok(file)
+    }
+
+    /// Stops accepting, closes every connection, and waits for that.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Cross-crate integration tests and examples live in tests/ and examples/.
