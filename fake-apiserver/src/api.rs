@@ -458,11 +458,11 @@ impl Api {
                     t.namespace
                 ),
             );
-            err.details = Some(crate::error::Subject {
+            err.details = Some(Box::new(crate::error::Subject {
                 group: t.kind.group().into(),
                 kind: t.kind.plural().into(),
                 name: name.into(),
-            });
+            }));
             err.causes = vec![Cause {
                 reason: "NamespaceTerminating".into(),
                 message: format!("namespace {} is being terminated", t.namespace),
@@ -759,6 +759,16 @@ impl Api {
         }
         let now = self.clock.rfc3339();
         let mut removed = false;
+        // Counted before taking the store lock for the write (the store lock is not reentrant).
+        let custom_objects = if is_crd(&t.kind) {
+            self.resources
+                .all()
+                .iter()
+                .find(|k| k.custom && k.key.to_string() == t.name)
+                .map_or(0, |k| self.store.count(&k.key, None))
+        } else {
+            0
+        };
         let result = self.commit(&t.kind.key, &t.namespace, &t.name, opts.dry_run, |cur| {
             let cur = cur.ok_or_else(|| self.not_found(t))?;
             let mut obj = cur.value();
@@ -785,9 +795,8 @@ impl Api {
                 }
             }
             let mut blocking = !semantics::finalizers(&obj).is_empty() || has_spec_finalizers(&t.kind, &obj);
-            if is_crd(&t.kind) {
-                let cr_key = crd::kind_of(&obj).key;
-                if self.store.count(&cr_key, None) > 0 {
+            if is_crd(&t.kind) && custom_objects > 0 {
+                {
                     blocking = true;
                     let meta = obj["metadata"].as_object_mut().ok_or_else(|| ApiError::internal("no metadata"))?;
                     let list = meta.entry("finalizers").or_insert_with(|| json!([]));

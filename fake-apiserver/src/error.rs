@@ -87,7 +87,7 @@ pub struct ApiError {
     /// The human-readable message.
     pub message: String,
     /// `details`, when kube-apiserver includes them.
-    pub details: Option<Subject>,
+    pub details: Option<Box<Subject>>,
     /// `details.causes`.
     pub causes: Vec<Cause>,
     /// `details.retryAfterSeconds` (and the `Retry-After` header).
@@ -116,11 +116,11 @@ impl ApiError {
     }
 
     fn with_subject(mut self, group: &str, kind: &str, name: &str) -> Self {
-        self.details = Some(Subject {
+        self.details = Some(Box::new(Subject {
             group: group.into(),
             kind: kind.into(),
             name: name.into(),
-        });
+        }));
         self
     }
 
@@ -137,7 +137,7 @@ impl ApiError {
             "NotFound",
             "the server could not find the requested resource",
         );
-        err.details = Some(Subject::default());
+        err.details = Some(Box::default());
         err
     }
 
@@ -201,7 +201,7 @@ impl ApiError {
             "MethodNotAllowed",
             "the server does not allow this method on the requested resource",
         );
-        err.details = Some(Subject::default());
+        err.details = Some(Box::default());
         err
     }
 
@@ -266,7 +266,7 @@ impl ApiError {
             "code": self.code,
         });
         if self.details.is_some() || !self.causes.is_empty() || self.retry_after.is_some() {
-            let subject = self.details.clone().unwrap_or_default();
+            let subject = self.details.as_deref().cloned().unwrap_or_default();
             let mut details = Map::new();
             if !subject.name.is_empty() {
                 details.insert("name".into(), subject.name.into());

@@ -115,7 +115,7 @@ pub fn qualified_name_errors(s: &str) -> Vec<String> {
             }
         }
         if name.contains('/') {
-            errs.push(format!("a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"));
+            errs.push(("a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')").to_string());
             return errs;
         }
     }
@@ -560,8 +560,7 @@ mod tests {
 
     fn kind(group: &str, plural: &str) -> Kind {
         let resources = Resources::with_builtins();
-        let version = if group.is_empty() { "v1" } else { "v1" };
-        (*resources.lookup(group, version, plural).unwrap()).clone()
+        (*resources.lookup(group, "v1", plural).unwrap()).clone()
     }
 
     #[test]

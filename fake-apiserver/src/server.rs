@@ -56,7 +56,7 @@ pub enum LoadError {
         what: String,
         /// The server's answer.
         #[source]
-        source: ApiError,
+        source: Box<ApiError>,
     },
 }
 
@@ -239,7 +239,7 @@ impl FakeApiServer {
         let refused = |what: String, source: ApiError| LoadError::Refused {
             origin: origin.into(),
             what,
-            source,
+            source: Box::new(source),
         };
         let Some((kind, version)) = self.api.resources.by_kind(api_version, kind_name) else {
             return Err(refused(

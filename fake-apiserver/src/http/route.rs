@@ -131,16 +131,10 @@ pub(crate) fn parse_query(query: &str, field_labels: &[&str]) -> Result<Query, A
                 })?;
                 q.list.limit = n.max(0) as usize;
             }
-            "continue" => {
-                if !value.is_empty() {
-                    q.list.continue_token = Some(value.into_owned());
-                }
-            }
+            "continue" if !value.is_empty() => q.list.continue_token = Some(value.into_owned()),
             "resourceVersion" => q.list.resource_version = Some(value.into_owned()),
-            "resourceVersionMatch" => {
-                if !value.is_empty() {
-                    q.list.resource_version_match = Some(value.into_owned());
-                }
+            "resourceVersionMatch" if !value.is_empty() => {
+                q.list.resource_version_match = Some(value.into_owned())
             }
             "allowWatchBookmarks" => q.list.bookmarks = parse_bool("allowWatchBookmarks", &value)?,
             "sendInitialEvents" => {
