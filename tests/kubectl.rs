@@ -56,8 +56,13 @@ impl Cluster {
             .spawn()
             .expect("start fake-apiserver");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.starts_with("http://127.0.0.1:"), "unexpected first line {line:?}");
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("http://127.0.0.1:"),
+            "unexpected first line {line:?}"
+        );
         Cluster { child, dir }
     }
 
@@ -136,33 +141,73 @@ spec:
 #[test]
 fn kubectl_should_manage_custom_resources() {
     let c = Cluster::start();
-    assert!(c.kubectl(&["version"]).contains("Server Version: v1.33.0-fake"));
+    assert!(c
+        .kubectl(&["version"])
+        .contains("Server Version: v1.33.0-fake"));
     c.kubectl_stdin(&["apply", "-f", "-"], CRD);
-    c.kubectl(&["wait", "--for=condition=established", "--timeout=10s", "crd/widgets.example.com"]);
+    c.kubectl(&[
+        "wait",
+        "--for=condition=established",
+        "--timeout=10s",
+        "crd/widgets.example.com",
+    ]);
     assert!(c.kubectl(&["api-resources"]).contains("widgets"));
     assert!(c.kubectl(&["api-versions"]).contains("example.com/v1"));
 
-    let widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3}\n";
-    assert!(c.kubectl_stdin(&["apply", "-f", "-"], widget).contains("widget.example.com/w1 created"));
+    let widget =
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3}\n";
+    assert!(c
+        .kubectl_stdin(&["apply", "-f", "-"], widget)
+        .contains("widget.example.com/w1 created"));
     assert!(c.kubectl(&["get", "widgets"]).contains("w1"));
-    assert!(c.kubectl(&["get", "wd", "w1", "-o", "yaml"]).contains("size: 3"));
-    assert_eq!(c.kubectl(&["get", "wd", "w1", "-o", "jsonpath={.spec.size}"]), "3");
+    assert!(c
+        .kubectl(&["get", "wd", "w1", "-o", "yaml"])
+        .contains("size: 3"));
+    assert_eq!(
+        c.kubectl(&["get", "wd", "w1", "-o", "jsonpath={.spec.size}"]),
+        "3"
+    );
 
     c.kubectl(&["label", "wd", "w1", "tier=gold"]);
     c.kubectl(&["annotate", "wd", "w1", "note=hello"]);
-    c.kubectl(&["patch", "wd", "w1", "--type", "merge", "-p", r#"{"spec":{"size":5}}"#]);
-    c.kubectl(&["patch", "wd", "w1", "--type", "json", "-p", r#"[{"op":"add","path":"/spec/color","value":"red"}]"#]);
+    c.kubectl(&[
+        "patch",
+        "wd",
+        "w1",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"size":5}}"#,
+    ]);
+    c.kubectl(&[
+        "patch",
+        "wd",
+        "w1",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/color","value":"red"}]"#,
+    ]);
     let w = c.json(&["get", "wd", "w1"]);
     assert_eq!(w["metadata"]["labels"]["tier"], "gold");
     assert_eq!(w["metadata"]["annotations"]["note"], "hello");
     assert_eq!(w["spec"]["size"], 5);
     assert_eq!(w["spec"]["color"], "red");
     assert_eq!(w["metadata"]["generation"], 3);
-    assert!(c.kubectl(&["get", "wd", "-l", "tier=gold", "-o", "name"]).contains("widget.example.com/w1"));
+    assert!(c
+        .kubectl(&["get", "wd", "-l", "tier=gold", "-o", "name"])
+        .contains("widget.example.com/w1"));
 
     // get -w sees a change made by another client.
     let mut watch = c
-        .command(&["get", "wd", "w1", "-w", "-o", "jsonpath={.spec.size}{\"\\n\"}"])
+        .command(&[
+            "get",
+            "wd",
+            "w1",
+            "-w",
+            "-o",
+            "jsonpath={.spec.size}{\"\\n\"}",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -177,13 +222,29 @@ fn kubectl_should_manage_custom_resources() {
         }
     });
     assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "5");
-    c.kubectl(&["patch", "wd", "w1", "--type", "merge", "-p", r#"{"spec":{"size":8}}"#]);
+    c.kubectl(&[
+        "patch",
+        "wd",
+        "w1",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"size":8}}"#,
+    ]);
     assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "8");
     let _ = watch.kill();
     let _ = watch.wait();
 
     // delete --wait blocks until the finalizer is removed.
-    c.kubectl(&["patch", "wd", "w1", "--type", "merge", "-p", r#"{"metadata":{"finalizers":["example.com/hold"]}}"#]);
+    c.kubectl(&[
+        "patch",
+        "wd",
+        "w1",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+    ]);
     let mut delete = c
         .command(&["delete", "wd", "w1", "--wait=true", "--timeout=20s"])
         .stdout(Stdio::piped())
@@ -200,10 +261,25 @@ fn kubectl_should_manage_custom_resources() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(held, "deletion should be held by the finalizer");
-    assert!(delete.try_wait().unwrap().is_none(), "delete --wait must still be waiting");
-    c.kubectl(&["patch", "wd", "w1", "--type", "json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers"}]"#]);
+    assert!(
+        delete.try_wait().unwrap().is_none(),
+        "delete --wait must still be waiting"
+    );
+    c.kubectl(&[
+        "patch",
+        "wd",
+        "w1",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
     let out = delete.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("deleted"));
     assert!(c.kubectl(&["get", "wd", "-o", "name"]).trim().is_empty());
 }
@@ -216,17 +292,26 @@ fn kubectl_should_apply_and_replace_built_ins() {
     let first = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, labels: {app: demo}}\ndata: {a: '1', b: '2'}\n";
     let second = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, labels: {app: demo}}\ndata: {a: '1'}\n";
     c.kubectl_stdin(&["apply", "-f", "-"], first);
-    assert!(c.kubectl_stdin(&["apply", "-f", "-"], second).contains("configmap/cfg configured"));
+    assert!(c
+        .kubectl_stdin(&["apply", "-f", "-"], second)
+        .contains("configmap/cfg configured"));
     let cm = c.json(&["get", "configmap", "cfg"]);
     assert_eq!(cm["data"], serde_json::json!({"a": "1"}));
 
     let mut replaced = cm.clone();
     replaced["data"] = serde_json::json!({"c": "3"});
     c.kubectl_stdin(&["replace", "-f", "-"], &replaced.to_string());
-    assert_eq!(c.json(&["get", "cm", "cfg"])["data"], serde_json::json!({"c": "3"}));
+    assert_eq!(
+        c.json(&["get", "cm", "cfg"])["data"],
+        serde_json::json!({"c": "3"})
+    );
 
-    assert!(c.kubectl(&["get", "cm", "-A", "-l", "app=demo", "-o", "name"]).contains("configmap/cfg"));
-    assert!(c.kubectl(&["get", "namespaces", "-o", "name"]).contains("namespace/kube-system"));
+    assert!(c
+        .kubectl(&["get", "cm", "-A", "-l", "app=demo", "-o", "name"])
+        .contains("configmap/cfg"));
+    assert!(c
+        .kubectl(&["get", "namespaces", "-o", "name"])
+        .contains("namespace/kube-system"));
     c.kubectl(&["delete", "cm", "cfg"]);
     assert!(c.kubectl(&["get", "cm", "-o", "name"]).trim().is_empty());
 }
