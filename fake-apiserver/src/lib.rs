@@ -35,10 +35,14 @@
 //! - [`selector`], [`semantics`], [`crd`], [`patch`]: the rules applied on
 //!   every write (defaulting, validation, generation, status split,
 //!   finalizers) and the patch formats, as pure functions.
-//! - [`watch`]: fan-out of store events to watchers.
+//! - [`watch`]: fan-out of store events (and injected ones) to watchers.
 //! - [`api`]: the verbs, each an atomic store write applying the rules.
+//! - [`inject`]: the [`Injector`](inject::Injector): synthetic watch events,
+//!   fault rules (errors, delays, dropped connections), seeded.
+//! - [`journal`]: every request and response, in order, with a normalized,
+//!   snapshot-stable form.
 //! - `http`: routing, discovery, OpenAPI, body limits and `Status` errors
-//!   ([`ApiService`]).
+//!   ([`ApiService`]), and the control API under `/_fake/v1`.
 //! - [`server`](FakeApiServer): in-process handle, TCP serving, kubeconfig,
 //!   loading files; and the `fake-apiserver` binary on top.
 #![deny(missing_docs)]
@@ -48,6 +52,8 @@ pub mod clock;
 pub mod crd;
 pub mod error;
 mod http;
+pub mod inject;
+pub mod journal;
 pub mod patch;
 pub mod resources;
 pub mod selector;
@@ -58,5 +64,5 @@ pub mod watch;
 
 pub use clock::Clock;
 pub use error::ApiError;
-pub use http::{ApiService, ResponseBody, MAX_BODY};
+pub use http::{ApiService, ControlSettings, Dropped, ResponseBody, ServiceError, MAX_BODY};
 pub use server::{Builder, FakeApiServer, LoadError, Serving};

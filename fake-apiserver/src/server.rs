@@ -21,7 +21,9 @@ use crate::{
     api::{Api, Settings, Target},
     clock::Clock,
     error::ApiError,
-    http::ApiService,
+    http::{ApiService, ControlSettings, Shared},
+    inject::Injector,
+    journal::Journal,
     semantics::Endpoint,
 };
 
@@ -64,6 +66,8 @@ pub enum LoadError {
 #[derive(Debug, Default)]
 pub struct Builder {
     settings: Settings,
+    control: ControlSettings,
+    journal_limit: Option<usize>,
 }
 
 impl Builder {
@@ -92,10 +96,34 @@ impl Builder {
         self
     }
 
+    /// Serves the control API (`/_fake/v1/...`), optionally behind a bearer
+    /// token. [`FakeApiServer::serve`] refuses a non-loopback address with
+    /// the control API on and no token.
+    pub fn control(mut self, enabled: bool, token: Option<String>) -> Self {
+        self.control = ControlSettings { enabled, token };
+        self
+    }
+
+    /// Journal entries kept (default 100,000; oldest dropped first).
+    pub fn journal_limit(mut self, entries: usize) -> Self {
+        self.journal_limit = Some(entries);
+        self
+    }
+
     /// Builds the server: built-in kinds and the four standard namespaces.
     pub fn build(self) -> FakeApiServer {
+        let seed = self.settings.seed;
+        let api = Arc::new(Api::new(self.settings));
+        let shared = Shared {
+            injector: Arc::new(Injector::new(api.clone(), seed)),
+            journal: Arc::new(Journal::new(
+                self.journal_limit.unwrap_or(crate::journal::DEFAULT_LIMIT),
+            )),
+            api,
+            control: self.control,
+        };
         FakeApiServer {
-            api: Arc::new(Api::new(self.settings)),
+            shared: Arc::new(shared),
         }
     }
 }
@@ -118,7 +146,7 @@ impl Builder {
 /// ```
 #[derive(Clone)]
 pub struct FakeApiServer {
-    api: Arc<Api>,
+    shared: Arc<Shared>,
 }
 
 impl Default for FakeApiServer {
@@ -140,12 +168,22 @@ impl FakeApiServer {
 
     /// The transport-free API, for direct calls.
     pub fn api(&self) -> &Arc<Api> {
-        &self.api
+        &self.shared.api
+    }
+
+    /// The injector: synthetic watch events and fault rules.
+    pub fn injector(&self) -> &Arc<Injector> {
+        &self.shared.injector
+    }
+
+    /// The journal of every request and response.
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.shared.journal
     }
 
     /// The server as a tower `Service`.
     pub fn service(&self) -> ApiService {
-        ApiService::new(self.api.clone(), "127.0.0.1:0")
+        ApiService::new(self.shared.clone(), "127.0.0.1:0")
     }
 
     /// A `kube::Client` wired straight to the service (no socket), with
@@ -241,7 +279,8 @@ impl FakeApiServer {
             what,
             source: Box::new(source),
         };
-        let Some((kind, version)) = self.api.resources.by_kind(api_version, kind_name) else {
+        let Some((kind, version)) = self.shared.api.resources.by_kind(api_version, kind_name)
+        else {
             return Err(refused(
                 format!("{kind_name} {name}"),
                 ApiError::not_found(
@@ -270,7 +309,7 @@ impl FakeApiServer {
             namespace,
             name: String::new(),
         };
-        match self.api.create(&t, obj.clone(), false) {
+        match self.shared.api.create(&t, obj.clone(), false) {
             Ok(_) => Ok(what),
             Err(e) if e.reason == "AlreadyExists" => {
                 let t = Target {
@@ -281,7 +320,8 @@ impl FakeApiServer {
                 if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
                     meta.remove("resourceVersion");
                 }
-                self.api
+                self.shared
+                    .api
                     .update(&t, obj, Endpoint::Main, false)
                     .map(|_| what.clone())
                     .map_err(|e| refused(what, e))
@@ -293,9 +333,18 @@ impl FakeApiServer {
     /// Serves HTTP on `addr` (use port 0 for any free port) until the
     /// returned handle is shut down or dropped.
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<Serving> {
+        if self.shared.control.enabled
+            && self.shared.control.token.is_none()
+            && !addr.ip().is_loopback()
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("refusing to serve the control API on non-loopback address {addr} without a token"),
+            ));
+        }
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
-        let service = ApiService::new(self.api.clone(), &local_addr.to_string());
+        let service = ApiService::new(self.shared.clone(), &local_addr.to_string());
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();

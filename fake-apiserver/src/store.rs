@@ -79,6 +79,28 @@ impl Stored {
         }
     }
 
+    /// An object that is not in the store (e.g. an injected event's), keyed
+    /// by its own namespace and name.
+    pub fn loose(value: &Value) -> Stored {
+        let meta = |f: &str| {
+            value
+                .pointer(&format!("/metadata/{f}"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (namespace, name) = (meta("namespace"), meta("name"));
+        let rv = meta("resourceVersion").parse().unwrap_or(0);
+        let labels = labels_of(value);
+        Stored {
+            rv,
+            key: object_key(&namespace, &name).into(),
+            ns_len: namespace.len(),
+            bytes: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+            labels,
+        }
+    }
+
     /// The object as a JSON value (parsed from the stored bytes).
     pub fn value(&self) -> Value {
         serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
@@ -565,6 +587,16 @@ impl Store {
         Ok((start, inner.rv, feed))
     }
 
+    /// The events of `key` still in the history window, oldest first.
+    pub fn history(&self, key: &ResourceKey) -> Vec<Arc<Event>> {
+        let inner = self.lock();
+        inner
+            .tables
+            .get(key)
+            .map(|t| t.history.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Events of `key` after `rv`, or `Gone` when the history no longer reaches back.
     pub fn events_since(&self, key: &ResourceKey, rv: u64) -> Result<Vec<Arc<Event>>, StoreError> {
         match self.watch(key, None, WatchFrom::Rv(rv), || ())? {
@@ -641,6 +673,30 @@ fn rewind(table: &Table, rv: u64) -> BTreeMap<Arc<str>, Arc<Stored>> {
     objects
 }
 
+fn labels_of(value: &Value) -> Vec<(String, String)> {
+    value
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The latest event of `key` (optionally of one object) still in the history.
+pub fn latest<'a>(
+    events: &'a [Arc<Event>],
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Option<&'a Arc<Event>> {
+    events.iter().rev().find(|e| {
+        namespace.is_none_or(|ns| e.object.namespace() == ns)
+            && name.is_none_or(|n| e.object.name() == n)
+    })
+}
+
 fn set_rv(value: &mut Value, rv: u64) {
     if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
@@ -655,15 +711,7 @@ fn make_stored(
 ) -> Result<Stored, StoreError> {
     set_rv(&mut value, rv);
     let bytes = serde_json::to_vec(&value).map_err(|e| StoreError::Serialize(e.to_string()))?;
-    let labels = value
-        .pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let labels = labels_of(&value);
     Ok(Stored {
         rv,
         key: key.into(),

@@ -30,15 +30,81 @@ use crate::{
 /// than this catches up from the store's history instead.
 const FANOUT_CAPACITY: usize = 1024;
 
+/// What travels to watchers: store events, and injected ones.
+#[derive(Clone, Debug)]
+pub enum Feed {
+    /// A change in the store.
+    Event(Arc<Event>),
+    /// Something injected into live watches (never stored).
+    Inject(Arc<Injection>),
+}
+
+/// An injection into the live watches of a resource.
+#[derive(Debug)]
+pub struct Injection {
+    /// Which watches it concerns.
+    pub narrow: Narrow,
+    /// What to do.
+    pub action: InjectAction,
+}
+
+/// Narrows an injection to some watches: those whose scope includes the
+/// namespace, and (for events carrying an object) whose selectors and the
+/// narrowing's name and labels accept that object.
+#[derive(Clone, Debug, Default)]
+pub struct Narrow {
+    /// Only watches that can see this namespace.
+    pub namespace: Option<String>,
+    /// Only this object name.
+    pub name: Option<String>,
+    /// Only objects these labels select.
+    pub labels: LabelSelector,
+}
+
+/// What an injection does to a watch.
+#[derive(Debug)]
+pub enum InjectAction {
+    /// Send this line; `object` (if any) is what selectors are matched against.
+    Send {
+        /// The complete event line.
+        line: Bytes,
+        /// The event's object, for filtering.
+        object: Option<Stored>,
+    },
+    /// End the watch after this many more events (0 = now).
+    Cut {
+        /// Events still delivered before the cut.
+        after: usize,
+    },
+    /// Hold events from now on.
+    Hold,
+    /// Deliver held events and stop holding.
+    Release,
+}
+
 /// The fan-out hub: one broadcast channel per resource.
 #[derive(Default)]
 pub struct Hub {
-    channels: RwLock<HashMap<ResourceKey, broadcast::Sender<Arc<Event>>>>,
+    channels: RwLock<HashMap<ResourceKey, broadcast::Sender<Feed>>>,
 }
 
 impl Hub {
+    /// Sends an injection to the live watches of `key`; returns how many
+    /// watch streams it reached.
+    pub fn inject(&self, key: &ResourceKey, injection: Injection) -> usize {
+        match self
+            .channels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+        {
+            Some(tx) => tx.send(Feed::Inject(Arc::new(injection))).unwrap_or(0),
+            None => 0,
+        }
+    }
+
     /// Subscribes to the events of `key`. Call under the store lock.
-    pub fn subscribe(&self, key: &ResourceKey) -> broadcast::Receiver<Arc<Event>> {
+    pub fn subscribe(&self, key: &ResourceKey) -> broadcast::Receiver<Feed> {
         if let Some(tx) = self
             .channels
             .read()
@@ -72,7 +138,7 @@ impl EventSink for Hub {
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
         {
-            let _ = tx.send(event.clone());
+            let _ = tx.send(Feed::Event(event.clone()));
         }
     }
 }
@@ -170,6 +236,14 @@ impl WatchSpec {
         }
     }
 
+    /// Whether an injection narrowed by `narrow` concerns this watch's scope.
+    fn in_scope(&self, narrow: &Narrow) -> bool {
+        match (&self.namespace, &narrow.namespace) {
+            (Some(mine), Some(theirs)) => mine == theirs,
+            _ => true,
+        }
+    }
+
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
         let mut meta = json!({"resourceVersion": rv.to_string(), "creationTimestamp": null});
         if initial_end {
@@ -229,7 +303,7 @@ async fn run(
     spec: WatchSpec,
     first: WatchStart,
     rv: u64,
-    mut feed: broadcast::Receiver<Arc<Event>>,
+    mut feed: broadcast::Receiver<Feed>,
     tx: mpsc::Sender<Bytes>,
 ) {
     let mut last = rv;
@@ -265,6 +339,28 @@ async fn run(
         }
     }
     let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
+    // Injected state: events held back, and events left before a cut.
+    let mut held: Option<Vec<Bytes>> = None;
+    let mut cut_after: Option<usize> = None;
+    macro_rules! deliver {
+        ($line:expr) => {{
+            let line = $line;
+            match held.as_mut() {
+                Some(buffer) => buffer.push(line),
+                None => {
+                    if cut_after == Some(0) || tx.send(line).await.is_err() {
+                        return;
+                    }
+                    if let Some(n) = cut_after.as_mut() {
+                        *n -= 1;
+                        if *n == 0 {
+                            return;
+                        }
+                    }
+                }
+            }
+        }};
+    }
     let mut ticker = tokio::time::interval_at(
         tokio::time::Instant::now() + spec.bookmark_interval,
         spec.bookmark_interval,
@@ -278,14 +374,43 @@ async fn run(
         };
         tokio::select! {
             received = feed.recv() => match received {
-                Ok(event) => {
+                Ok(Feed::Event(event)) => {
                     if event.rv() <= last {
                         continue;
                     }
                     last = event.rv();
                     if let Some(line) = spec.translate(&event) {
-                        if tx.send(line).await.is_err() {
-                            return;
+                        deliver!(line);
+                    }
+                }
+                Ok(Feed::Inject(injection)) => {
+                    if !spec.in_scope(&injection.narrow) {
+                        continue;
+                    }
+                    match &injection.action {
+                        InjectAction::Send { line, object } => {
+                            let accepted = object.as_ref().is_none_or(|o| {
+                                spec.matches(o)
+                                    && injection.narrow.name.as_deref().is_none_or(|n| n == o.name())
+                                    && injection.narrow.labels.matches_stored(o)
+                            });
+                            if accepted {
+                                deliver!(line.clone());
+                            }
+                        }
+                        InjectAction::Cut { after } => {
+                            if *after == 0 {
+                                return;
+                            }
+                            cut_after = Some(*after);
+                        }
+                        InjectAction::Hold => {
+                            held.get_or_insert_with(Vec::new);
+                        }
+                        InjectAction::Release => {
+                            for line in held.take().unwrap_or_default() {
+                                deliver!(line);
+                            }
                         }
                     }
                 }
@@ -297,9 +422,7 @@ async fn run(
                             for event in events {
                                 last = event.rv();
                                 if let Some(line) = spec.translate(&event) {
-                                    if tx.send(line).await.is_err() {
-                                        return;
-                                    }
+                                    deliver!(line);
                                 }
                             }
                         }
@@ -316,7 +439,7 @@ async fn run(
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            _ = ticker.tick(), if spec.bookmarks => {
+            _ = ticker.tick(), if spec.bookmarks && held.is_none() => {
                 // Bookmark the latest resourceVersion when nothing is pending for
                 // this watcher (checked under the store lock, so no event at or
                 // below it can still be in flight), else the last one sent.

@@ -1,19 +1,32 @@
-//! `fake-apiserver`: the fake Kubernetes API server as a standalone process.
+//! `fake-apiserver`: the fake Kubernetes API server as a standalone process,
+//! and subcommands that drive a running one through its control API.
 //!
 //! ```text
-//! fake-apiserver --port 6443 --kubeconfig /tmp/fake.kubeconfig --load manifests/
+//! fake-apiserver --port 6443 --kubeconfig /tmp/fake.kubeconfig --load manifests/ --control
 //! KUBECONFIG=/tmp/fake.kubeconfig kubectl get namespaces
+//! fake-apiserver fault add --verb patch --resource configmaps --status 409 --times 2
+//! fake-apiserver inject --resource configmaps --action cut
+//! fake-apiserver journal --writes --normalized
 //! ```
 
 use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
-use clap::Parser;
-use fake_apiserver::FakeApiServer;
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use fake_apiserver::{inject::FaultAction, inject::FaultRule, FakeApiServer};
+use serde_json::{json, Value};
 
 /// A fast, faithful fake Kubernetes API server.
 #[derive(Debug, Parser)]
 #[command(name = "fake-apiserver", version, about)]
-struct Args {
+struct Cli {
+    #[command(flatten)]
+    serve: Serve,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, ClapArgs)]
+struct Serve {
     /// Port to listen on (0 = any free port).
     #[arg(long, short, default_value_t = 6443, env = "FAKE_APISERVER_PORT")]
     port: u16,
@@ -29,17 +42,230 @@ struct Args {
     /// Events kept per resource for watch resume (older resume points get 410 Gone).
     #[arg(long, default_value_t = 4096)]
     history: usize,
-    /// Seed for uids and generated names.
+    /// Seed for uids, generated names and fault probabilities.
     #[arg(long, default_value_t = 0x6b6f_7066)]
     seed: u64,
+    /// Serve the control API under /_fake/v1 (injection, faults, journal).
+    #[arg(long)]
+    control: bool,
+    /// Bearer token the control API requires (mandatory on non-loopback binds).
+    #[arg(long, env = "FAKE_APISERVER_CONTROL_TOKEN")]
+    control_token: Option<String>,
     /// Log filter (e.g. `debug`), also read from RUST_LOG.
     #[arg(long, default_value = "info", env = "RUST_LOG")]
     log: String,
 }
 
+#[derive(Debug, ClapArgs)]
+struct Target {
+    /// URL of the running server.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:6443",
+        env = "FAKE_APISERVER_URL"
+    )]
+    server: String,
+    /// Control API token.
+    #[arg(long, env = "FAKE_APISERVER_CONTROL_TOKEN")]
+    token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inject into the live watches of a running server.
+    Inject {
+        #[command(flatten)]
+        target: Target,
+        /// `plural` or `plural.group`.
+        #[arg(long)]
+        resource: Option<String>,
+        /// event, duplicate, stale, hold, release, cut, expire-next-resume, compact.
+        #[arg(long, default_value = "event")]
+        action: String,
+        /// ADDED, MODIFIED, DELETED, BOOKMARK or ERROR (for `event`).
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// The event's object: inline JSON, `@file` (JSON or YAML), or `-` for stdin.
+        #[arg(long)]
+        object: Option<String>,
+        /// Make the event a real write instead of a lie.
+        #[arg(long)]
+        write: bool,
+        /// Narrow to a namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Narrow to an object name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Narrow with a label selector.
+        #[arg(long)]
+        selector: Option<String>,
+        /// For `cut`: events still delivered first.
+        #[arg(long, default_value_t = 0)]
+        after: usize,
+    },
+    /// Manage fault rules of a running server.
+    Fault {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        op: FaultOp,
+    },
+    /// Print the request journal of a running server as JSON lines.
+    Journal {
+        #[command(flatten)]
+        target: Target,
+        /// Only this verb.
+        #[arg(long)]
+        verb: Option<String>,
+        /// Only this resource.
+        #[arg(long)]
+        resource: Option<String>,
+        /// Only this object name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Only this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only this field manager.
+        #[arg(long)]
+        manager: Option<String>,
+        /// Only writes.
+        #[arg(long)]
+        writes: bool,
+        /// Replace uids, timestamps and resourceVersions by stable placeholders.
+        #[arg(long)]
+        normalized: bool,
+        /// Clear the journal instead of printing it.
+        #[arg(long)]
+        clear: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FaultOp {
+    /// Add a rule; prints its id.
+    Add(AddRule),
+    /// List rules with their firing counts.
+    List,
+    /// Remove a rule by id, or all with --all.
+    Remove {
+        /// The rule id.
+        id: Option<u64>,
+        /// Remove every rule.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Every firing so far.
+    Firings,
+}
+
+#[derive(Debug, ClapArgs)]
+struct AddRule {
+    /// Verb to match (repeatable; none = all).
+    #[arg(long = "verb")]
+    verbs: Vec<String>,
+    /// `plural` or `plural.group`.
+    #[arg(long)]
+    resource: Option<String>,
+    /// Subresource (`status`).
+    #[arg(long)]
+    subresource: Option<String>,
+    /// Namespace.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Object name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Field manager.
+    #[arg(long)]
+    manager: Option<String>,
+    /// Substring of the User-Agent.
+    #[arg(long)]
+    user_agent: Option<String>,
+    /// Substring of the Content-Type.
+    #[arg(long)]
+    content_type: Option<String>,
+    /// Answer this status code.
+    #[arg(long, group = "action")]
+    status: Option<u16>,
+    /// Message of the status.
+    #[arg(long, requires = "status")]
+    message: Option<String>,
+    /// Retry-After seconds of the status.
+    #[arg(long, requires = "status")]
+    retry_after: Option<u32>,
+    /// Delay matching requests by this many milliseconds.
+    #[arg(long, group = "action")]
+    delay_ms: Option<u64>,
+    /// Drop the connection before handling.
+    #[arg(long, group = "action")]
+    drop_before: bool,
+    /// Handle, then drop the connection.
+    #[arg(long, group = "action")]
+    drop_after: bool,
+    /// Fire for the next N matching requests only.
+    #[arg(long)]
+    times: Option<u64>,
+    /// Fire with this probability.
+    #[arg(long)]
+    probability: Option<f64>,
+}
+
+impl AddRule {
+    fn into_rule(self) -> Result<FaultRule, String> {
+        let action = if let Some(code) = self.status {
+            FaultAction::Status {
+                code,
+                message: self.message,
+                retry_after: self.retry_after,
+            }
+        } else if let Some(millis) = self.delay_ms {
+            FaultAction::Delay { millis }
+        } else if self.drop_before {
+            FaultAction::DropBefore
+        } else if self.drop_after {
+            FaultAction::DropAfter
+        } else {
+            return Err(
+                "a rule needs one of --status, --delay-ms, --drop-before, --drop-after".into(),
+            );
+        };
+        Ok(FaultRule {
+            verbs: self.verbs,
+            resource: self.resource,
+            subresource: self.subresource,
+            namespace: self.namespace,
+            name: self.name,
+            field_manager: self.manager,
+            user_agent: self.user_agent,
+            content_type: self.content_type,
+            action: Some(action),
+            times: self.times,
+            probability: self.probability,
+        })
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(cmd) => match control(cmd).await {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("fake-apiserver: {e}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+async fn serve(args: Serve) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
         .with_writer(std::io::stderr)
@@ -47,6 +273,7 @@ async fn main() -> ExitCode {
     let server = FakeApiServer::builder()
         .history(args.history)
         .seed(args.seed)
+        .control(args.control, args.control_token.clone())
         .build();
     for path in &args.load {
         match server.load_path(path) {
@@ -65,7 +292,7 @@ async fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!(
-                "fake-apiserver: cannot listen on {}:{}: {e}",
+                "fake-apiserver: cannot serve on {}:{}: {e}",
                 args.bind, args.port
             );
             return ExitCode::from(1);
@@ -88,6 +315,128 @@ async fn main() -> ExitCode {
     shutdown_signal().await;
     serving.shutdown().await;
     ExitCode::SUCCESS
+}
+
+fn read_object(spec: &str) -> Result<Value, String> {
+    let text = if spec == "-" {
+        std::io::read_to_string(std::io::stdin()).map_err(|e| format!("cannot read stdin: {e}"))?
+    } else if let Some(path) = spec.strip_prefix('@') {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?
+    } else {
+        spec.to_string()
+    };
+    serde_yaml::from_str(&text).map_err(|e| format!("the object is not JSON or YAML: {e}"))
+}
+
+/// Calls the control API of a running server.
+async fn call(
+    target: &Target,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<String, String> {
+    let url: http::Uri = target
+        .server
+        .parse()
+        .map_err(|e| format!("bad --server {}: {e}", target.server))?;
+    let client = kube::Client::try_from(kube::Config::new(url)).map_err(|e| e.to_string())?;
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(format!("/_fake/v1{path}"));
+    if let Some(token) = &target.token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let req = req
+        .header("content-type", "application/json")
+        .body(body)
+        .map_err(|e| e.to_string())?;
+    client.request_text(req).await.map_err(|e| match e {
+        kube::Error::Api(status) => {
+            format!("{} ({}): {}", status.reason, status.code, status.message)
+        }
+        other => other.to_string(),
+    })
+}
+
+async fn control(cmd: Command) -> Result<String, String> {
+    let line = |s: String| if s.ends_with('\n') { s } else { s + "\n" };
+    match cmd {
+        Command::Inject {
+            target,
+            resource,
+            action,
+            event_type,
+            object,
+            write,
+            namespace,
+            name,
+            selector,
+            after,
+        } => {
+            let object = object.as_deref().map(read_object).transpose()?;
+            let body = json!({
+                "action": action, "resource": resource,
+                "type": event_type.map(|t| t.to_uppercase()), "object": object, "write": write,
+                "namespace": namespace, "name": name, "selector": selector, "after": after,
+            });
+            call(&target, "POST", "/inject", Some(body)).await.map(line)
+        }
+        Command::Fault { target, op } => match op {
+            FaultOp::Add(rule) => {
+                let rule = rule.into_rule()?;
+                let body = serde_json::to_value(rule).map_err(|e| e.to_string())?;
+                call(&target, "POST", "/faults", Some(body)).await.map(line)
+            }
+            FaultOp::List => call(&target, "GET", "/faults", None).await.map(line),
+            FaultOp::Remove {
+                id: Some(id),
+                all: false,
+            } => call(&target, "DELETE", &format!("/faults/{id}"), None)
+                .await
+                .map(line),
+            FaultOp::Remove {
+                id: None,
+                all: true,
+            } => call(&target, "DELETE", "/faults", None).await.map(line),
+            FaultOp::Remove { .. } => Err("give either a rule id or --all".into()),
+            FaultOp::Firings => call(&target, "GET", "/firings", None).await.map(line),
+        },
+        Command::Journal {
+            target,
+            verb,
+            resource,
+            name,
+            namespace,
+            manager,
+            writes,
+            normalized,
+            clear,
+        } => {
+            if clear {
+                return call(&target, "DELETE", "/journal", None).await.map(line);
+            }
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in [
+                ("verb", verb),
+                ("resource", resource),
+                ("name", name),
+                ("namespace", namespace),
+                ("manager", manager),
+            ] {
+                if let Some(v) = v {
+                    q.append_pair(k, &v);
+                }
+            }
+            if writes {
+                q.append_pair("writes", "true");
+            }
+            if normalized {
+                q.append_pair("normalized", "true");
+            }
+            call(&target, "GET", &format!("/journal?{}", q.finish()), None).await
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -3,6 +3,7 @@
 //! endpoints, decodes bodies (JSON or YAML, 3 MiB at most), calls [`Api`],
 //! and turns every error into a `Status` body in one place.
 
+mod control;
 mod discovery;
 mod openapi;
 mod route;
@@ -24,6 +25,8 @@ use serde_json::Value;
 use crate::{
     api::{Api, Reply, Target},
     error::ApiError,
+    inject::{Injector, RequestInfo, Terminal},
+    journal::{Entry, Journal},
     patch::{self, PatchType},
     semantics::Endpoint,
 };
@@ -35,18 +38,42 @@ pub type ResponseBody = UnsyncBoxBody<Bytes, Infallible>;
 /// The largest request body accepted, as kube-apiserver's default.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
+/// The boxed error the service fails with: only for an injected dropped
+/// connection (hyper then closes it; an in-process client sees a transport error).
+pub type ServiceError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The injected "connection dropped" failure.
+#[derive(Debug, thiserror::Error)]
+#[error("connection dropped by an injected fault (rule {0})")]
+pub struct Dropped(pub u64);
+
+/// Control API settings: enabled or not, and the bearer token it requires.
+#[derive(Clone, Debug, Default)]
+pub struct ControlSettings {
+    /// Whether `/_fake/v1/...` is served.
+    pub enabled: bool,
+    /// The bearer token required, if any.
+    pub token: Option<String>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) api: Arc<Api>,
+    pub(crate) injector: Arc<Injector>,
+    pub(crate) journal: Arc<Journal>,
+    pub(crate) control: ControlSettings,
+}
+
 /// The fake API server as a tower `Service`. Cheap to clone.
 #[derive(Clone)]
 pub struct ApiService {
-    api: Arc<Api>,
+    shared: Arc<Shared>,
     server_address: Arc<str>,
 }
 
 impl ApiService {
-    /// A service over `api`; `server_address` is what `/api` reports.
-    pub fn new(api: Arc<Api>, server_address: &str) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, server_address: &str) -> Self {
         ApiService {
-            api,
+            shared,
             server_address: server_address.into(),
         }
     }
@@ -59,8 +86,8 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     type Response = Response<ResponseBody>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Error = ServiceError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ServiceError>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -68,7 +95,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let service = self.clone();
-        Box::pin(async move { Ok(service.handle(req).await) })
+        Box::pin(async move { service.handle(req).await })
     }
 }
 
@@ -86,143 +113,319 @@ fn json_response(code: u16, body: Bytes, content_type: &'static str) -> Response
     resp
 }
 
-fn reply(r: Reply) -> Response<ResponseBody> {
-    json_response(r.code, r.body, "application/json")
+/// A response still in pieces, so the journal can see its body.
+pub(crate) enum Answer {
+    Json(u16, Bytes, &'static str),
+    Text(&'static str),
+    Error(ApiError),
+    Watch(tokio::sync::mpsc::Receiver<Bytes>),
 }
 
-fn value(v: Value) -> Response<ResponseBody> {
-    json_response(200, Bytes::from(v.to_string()), "application/json")
-}
-
-/// The one place an error becomes a response.
-fn status(err: ApiError) -> Response<ResponseBody> {
-    let mut resp = json_response(
-        err.code,
-        Bytes::from(err.to_status().to_string()),
-        "application/json",
-    );
-    if let Some(secs) = err.retry_after {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+impl Answer {
+    fn value(v: Value) -> Self {
+        Answer::Json(200, Bytes::from(v.to_string()), "application/json")
     }
-    resp
+
+    fn reply(r: Reply) -> Self {
+        Answer::Json(r.code, r.body, "application/json")
+    }
+
+    fn code(&self) -> u16 {
+        match self {
+            Answer::Json(code, ..) => *code,
+            Answer::Text(_) | Answer::Watch(_) => 200,
+            Answer::Error(e) => e.code,
+        }
+    }
+
+    fn body_for_journal(&self) -> Option<Value> {
+        match self {
+            Answer::Json(_, body, _) => serde_json::from_slice(body).ok(),
+            Answer::Error(e) => Some(e.to_status()),
+            Answer::Text(t) => Some(Value::String(t.to_string())),
+            Answer::Watch(_) => None,
+        }
+    }
+
+    fn into_response(self) -> Response<ResponseBody> {
+        match self {
+            Answer::Json(code, body, ct) => json_response(code, body, ct),
+            Answer::Text(t) => {
+                let mut r = Response::new(full(t));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                r
+            }
+            Answer::Error(err) => {
+                let mut resp = json_response(
+                    err.code,
+                    Bytes::from(err.to_status().to_string()),
+                    "application/json",
+                );
+                if let Some(secs) = err.retry_after {
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                }
+                resp
+            }
+            Answer::Watch(lines) => watch_response(lines),
+        }
+    }
 }
 
-fn header_str<B>(req: &Request<B>, name: header::HeaderName) -> String {
-    req.headers()
+fn header_of(parts: &http::request::Parts, name: header::HeaderName) -> String {
+    parts
+        .headers
         .get(name)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string()
 }
 
+/// The Kubernetes verb of a request on a resource.
+fn verb_of(method: &Method, collection: bool, watch: bool) -> &'static str {
+    match (method, collection) {
+        (&Method::GET, _) if watch => "watch",
+        (&Method::GET, true) => "list",
+        (&Method::GET, false) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "deletecollection",
+        (&Method::DELETE, false) => "delete",
+        _ => "unknown",
+    }
+}
+
 impl ApiService {
-    async fn handle<B>(&self, req: Request<B>) -> Response<ResponseBody>
+    async fn handle<B>(&self, req: Request<B>) -> Result<Response<ResponseBody>, ServiceError>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let method = req.method().clone();
-        let path = req.uri().path().to_string();
-        tracing::debug!(%method, uri = %req.uri(), "request");
-        let route = match route::parse(&path, &self.api.resources) {
-            Ok(r) => r,
-            Err(e) => return status(e),
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path().to_string();
+        tracing::debug!(method = %parts.method, uri = %parts.uri, "request");
+        let body = match read_body(body).await {
+            Ok(b) => b,
+            Err(e) => return Ok(Answer::Error(e).into_response()),
         };
-        let accept = header_str(&req, header::ACCEPT);
-        let read_only = |resp: Response<ResponseBody>| {
-            if method == Method::GET || method == Method::HEAD {
-                resp
+        if let Some(rest) = path.strip_prefix("/_fake/v1") {
+            return Ok(control::handle(&self.shared, &parts, rest, &body).into_response());
+        }
+        let query = parts.uri.query().unwrap_or_default().to_string();
+        let mut entry = self.shared.journal.is_enabled().then(|| Entry {
+            seq: 0,
+            time: self.shared.api.clock.rfc3339_micros(),
+            verb: parts.method.as_str().to_lowercase(),
+            path: path.clone(),
+            query: query.clone(),
+            resource: None,
+            subresource: None,
+            namespace: None,
+            name: None,
+            content_type: Some(header_of(&parts, header::CONTENT_TYPE)).filter(|s| !s.is_empty()),
+            user_agent: Some(header_of(&parts, header::USER_AGENT)).filter(|s| !s.is_empty()),
+            field_manager: form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "fieldManager")
+                .map(|(_, v)| v.into_owned()),
+            request_body: (!body.is_empty()).then(|| {
+                serde_json::from_slice(&body)
+                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
+            }),
+            code: 0,
+            response_body: None,
+            fault: None,
+        });
+        let outcome = self
+            .route(&parts, &path, &query, body, entry.as_mut())
+            .await;
+        let (answer, dropped) = match outcome {
+            Ok(answer) => (Some(answer), None),
+            Err(Dropped(rule)) => (None, Some(rule)),
+        };
+        if let Some(mut e) = entry {
+            if let Some(a) = &answer {
+                e.code = a.code();
+                if self.shared.journal.captures_responses() {
+                    e.response_body = a.body_for_journal();
+                }
+            }
+            self.shared.journal.record(e);
+        }
+        match (answer, dropped) {
+            (Some(a), _) => Ok(a.into_response()),
+            (None, Some(rule)) => Err(Box::new(Dropped(rule))),
+            (None, None) => Err(Box::new(Dropped(0))),
+        }
+    }
+
+    /// Routes a request, applying fault rules to resource requests.
+    async fn route(
+        &self,
+        parts: &http::request::Parts,
+        path: &str,
+        query: &str,
+        body: Bytes,
+        entry: Option<&mut Entry>,
+    ) -> Result<Answer, Dropped> {
+        let route = match route::parse(path, &self.shared.api.resources) {
+            Ok(r) => r,
+            Err(e) => return Ok(Answer::Error(e)),
+        };
+        let accept = header_of(parts, header::ACCEPT);
+        let read_only = |a: Answer| {
+            if parts.method == Method::GET || parts.method == Method::HEAD {
+                a
             } else {
-                status(ApiError::method_not_allowed())
+                Answer::Error(ApiError::method_not_allowed())
             }
         };
-        let resources = &self.api.resources;
-        match route {
-            Route::Version => read_only(value(discovery::version())),
-            Route::Health => read_only({
-                let mut r = Response::new(full("ok"));
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; charset=utf-8"),
-                );
-                r
-            }),
+        let resources = &self.shared.api.resources;
+        let or_error = |r: Result<Value, ApiError>| r.map_or_else(Answer::Error, Answer::value);
+        let answer = match route {
+            Route::Version => read_only(Answer::value(discovery::version())),
+            Route::Health => read_only(Answer::Text("ok")),
             Route::CoreVersions => read_only(if discovery::wants_aggregated(&accept) {
                 aggregated(discovery::aggregated_core(resources))
             } else {
-                value(discovery::core_versions(&self.server_address))
+                Answer::value(discovery::core_versions(&self.server_address))
             }),
             Route::Groups => read_only(if discovery::wants_aggregated(&accept) {
                 aggregated(discovery::aggregated_groups(resources))
             } else {
-                value(discovery::groups(resources))
+                Answer::value(discovery::groups(resources))
             }),
-            Route::Group(g) => {
-                read_only(discovery::group(resources, &g).map_or_else(status, value))
-            }
+            Route::Group(g) => read_only(or_error(discovery::group(resources, &g))),
             Route::GroupVersion(g, v) => {
-                read_only(discovery::resource_list(resources, &g, &v).map_or_else(status, value))
+                read_only(or_error(discovery::resource_list(resources, &g, &v)))
             }
-            Route::OpenApiV3Index => read_only(value(openapi::index(resources))),
-            Route::OpenApiV3(g, v) => {
-                read_only(openapi::document(resources, &g, &v).map_or_else(status, value))
+            Route::OpenApiV3Index => read_only(Answer::value(openapi::index(resources))),
+            Route::OpenApiV3(g, v) => read_only(or_error(openapi::document(resources, &g, &v))),
+            Route::Resource(target, sub) => {
+                return self.resource(parts, query, body, target, sub, entry).await;
             }
-            Route::Resource(target, sub) => self
-                .resource(req, target, sub.is_some())
-                .await
-                .unwrap_or_else(status),
+        };
+        Ok(answer)
+    }
+
+    async fn resource(
+        &self,
+        parts: &http::request::Parts,
+        query: &str,
+        body: Bytes,
+        t: Target,
+        sub: Option<String>,
+        entry: Option<&mut Entry>,
+    ) -> Result<Answer, Dropped> {
+        let q = match route::parse_query(query, t.kind.field_labels) {
+            Ok(q) => q,
+            Err(e) => return Ok(Answer::Error(e)),
+        };
+        let verb = verb_of(&parts.method, t.name.is_empty(), q.watch);
+        let info = RequestInfo {
+            verb: verb.to_string(),
+            resource: Some(t.kind.key.to_string()),
+            subresource: sub.clone(),
+            namespace: Some(t.namespace.clone()).filter(|n| !n.is_empty()),
+            name: Some(t.name.clone()).filter(|n| !n.is_empty()),
+            field_manager: form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "fieldManager")
+                .map(|(_, v)| v.into_owned()),
+            user_agent: header_of(parts, header::USER_AGENT),
+            content_type: header_of(parts, header::CONTENT_TYPE),
+        };
+        let decision = self.shared.injector.decide(&info);
+        if let Some(e) = entry {
+            e.verb = info.verb.clone();
+            e.resource = info.resource.clone();
+            e.subresource = info.subresource.clone();
+            e.namespace = info.namespace.clone();
+            e.name = info.name.clone();
+            e.fault = decision.fired.last().copied();
+        }
+        if !decision.delay.is_zero() {
+            tokio::time::sleep(decision.delay).await;
+        }
+        let drop_after = match decision.terminal {
+            Some((_, Terminal::Status(err))) => return Ok(Answer::Error(err)),
+            Some((rule, Terminal::DropBefore)) => return Err(Dropped(rule)),
+            Some((rule, Terminal::DropAfter)) => Some(rule),
+            None => None,
+        };
+        let answer = self
+            .verb(parts, &q, body, t, sub.is_some())
+            .unwrap_or_else(Answer::Error);
+        match drop_after {
+            Some(rule) => Err(Dropped(rule)),
+            None => Ok(answer),
         }
     }
 
-    async fn resource<B>(
+    fn verb(
         &self,
-        req: Request<B>,
+        parts: &http::request::Parts,
+        q: &Query,
+        body: Bytes,
         t: Target,
         status_sub: bool,
-    ) -> Result<Response<ResponseBody>, ApiError>
-    where
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        let q = route::parse_query(req.uri().query().unwrap_or_default(), t.kind.field_labels)?;
+    ) -> Result<Answer, ApiError> {
         let endpoint = if status_sub {
             Endpoint::Status
         } else {
             Endpoint::Main
         };
-        let content_type = header_str(&req, header::CONTENT_TYPE);
-        let method = req.method().clone();
-        let api = &self.api;
+        let content_type = header_of(parts, header::CONTENT_TYPE);
+        let api = &self.shared.api;
         let collection = t.name.is_empty();
-        match (method, collection) {
-            (Method::GET, true) if q.watch => Ok(watch_response(api.watch(&t, &q.list)?)),
-            (Method::GET, true) => Ok(reply(api.list(&t, &q.list)?)),
-            (Method::GET, false) if q.watch => {
-                // A watch of one object, as the deprecated /watch/ paths offered.
-                let mut list = q.list.clone();
-                list.fields = crate::selector::FieldSelector::parse(
-                    &format!("metadata.name={}", t.name),
-                    &[],
-                )?;
-                let coll = Target {
-                    name: String::new(),
-                    ..t
+        match (&parts.method, collection) {
+            (&Method::GET, _) if q.watch => {
+                let (t, list) = if collection {
+                    (t, q.list.clone())
+                } else {
+                    // A watch of one object, as the deprecated /watch/ paths offered.
+                    let mut list = q.list.clone();
+                    list.fields = crate::selector::FieldSelector::parse(
+                        &format!("metadata.name={}", t.name),
+                        &[],
+                    )?;
+                    (
+                        Target {
+                            name: String::new(),
+                            ..t
+                        },
+                        list,
+                    )
                 };
-                Ok(watch_response(api.watch(&coll, &list)?))
+                let resumes = list.send_initial_events != Some(true)
+                    && list
+                        .resource_version
+                        .as_deref()
+                        .is_some_and(|rv| !rv.is_empty() && rv != "0");
+                if resumes && self.shared.injector.take_expiry(&t.kind.key) {
+                    let rv = list.resource_version.as_deref().unwrap_or_default();
+                    let requested = crate::api::parse_rv(rv)?;
+                    let (tx, rx) = tokio::sync::mpsc::channel(1);
+                    let err = ApiError::too_old_resource_version(requested, api.store.current_rv());
+                    let _ = tx.try_send(crate::watch::error_line(&err));
+                    return Ok(Answer::Watch(rx));
+                }
+                Ok(Answer::Watch(api.watch(&t, &list)?))
             }
-            (Method::GET, false) => Ok(reply(api.get(&t)?)),
-            (Method::POST, true) => {
-                let body = read_object(req, &content_type).await?;
-                Ok(reply(api.create(&t, body, q.dry_run)?))
+            (&Method::GET, true) => Ok(Answer::reply(api.list(&t, &q.list)?)),
+            (&Method::GET, false) => Ok(Answer::reply(api.get(&t)?)),
+            (&Method::POST, true) => {
+                let body = decode_object(&body, &content_type)?;
+                Ok(Answer::reply(api.create(&t, body, q.dry_run)?))
             }
-            (Method::PUT, false) => {
-                let body = read_object(req, &content_type).await?;
-                Ok(reply(api.update(&t, body, endpoint, q.dry_run)?))
+            (&Method::PUT, false) => {
+                let body = decode_object(&body, &content_type)?;
+                Ok(Answer::reply(api.update(&t, body, endpoint, q.dry_run)?))
             }
-            (Method::PATCH, false) => {
+            (&Method::PATCH, false) => {
                 let accepted = if t.kind.custom {
                     patch::CUSTOM_PATCH_TYPES
                 } else {
@@ -230,25 +433,25 @@ impl ApiService {
                 };
                 let ptype = PatchType::from_content_type(&content_type)
                     .ok_or_else(|| ApiError::unsupported_media_type(&content_type, accepted))?;
-                let body = read_body(req).await?;
-                Ok(reply(api.patch(&t, ptype, &body, endpoint, q.dry_run)?))
+                Ok(Answer::reply(
+                    api.patch(&t, ptype, &body, endpoint, q.dry_run)?,
+                ))
             }
-            (Method::DELETE, false) => {
-                let opts = delete_options(req, q).await?;
-                Ok(reply(api.delete(&t, &opts)?))
+            (&Method::DELETE, false) => {
+                let opts = delete_options(&body, q)?;
+                Ok(Answer::reply(api.delete(&t, &opts)?))
             }
-            (Method::DELETE, true) => {
-                let list = q.list.clone();
-                let opts = delete_options(req, q).await?;
-                Ok(reply(api.delete_collection(&t, &list, &opts)?))
+            (&Method::DELETE, true) => {
+                let opts = delete_options(&body, q)?;
+                Ok(Answer::reply(api.delete_collection(&t, &q.list, &opts)?))
             }
             _ => Err(ApiError::method_not_allowed()),
         }
     }
 }
 
-fn aggregated(v: Value) -> Response<ResponseBody> {
-    json_response(
+fn aggregated(v: Value) -> Answer {
+    Answer::Json(
         200,
         Bytes::from(v.to_string()),
         discovery::AGGREGATED_CONTENT_TYPE,
@@ -269,13 +472,13 @@ fn watch_response(mut lines: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Res
     resp
 }
 
-async fn read_body<B>(req: Request<B>) -> Result<Bytes, ApiError>
+async fn read_body<B>(body: B) -> Result<Bytes, ApiError>
 where
     B: http_body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+    match Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(MAX_BODY)),
         Err(e) => Err(ApiError::bad_request(format!(
@@ -285,19 +488,13 @@ where
 }
 
 /// Decodes a JSON or YAML request body into an object.
-async fn read_object<B>(req: Request<B>, content_type: &str) -> Result<Value, ApiError>
-where
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+fn decode_object(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
     let base = content_type.split(';').next().unwrap_or_default().trim();
-    let body = read_body(req).await?;
     match base {
-        "" | "application/json" | "*/*" => serde_json::from_slice(&body).map_err(|e| {
+        "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         }),
-        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(&body)
+        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}"))),
         other => Err(ApiError::unsupported_media_type(
             other,
@@ -307,18 +504,12 @@ where
 }
 
 /// Reads `DeleteOptions` from the body (if any) over the query's options.
-async fn delete_options<B>(req: Request<B>, q: Query) -> Result<crate::api::DeleteOptions, ApiError>
-where
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let mut opts = q.delete;
-    let body = read_body(req).await?;
+fn delete_options(body: &[u8], q: &Query) -> Result<crate::api::DeleteOptions, ApiError> {
+    let mut opts = q.delete.clone();
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(opts);
     }
-    let v: Value = serde_json::from_slice(&body).map_err(|e| {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
     })?;
     let s = |p: &str| v.pointer(p).and_then(Value::as_str).map(String::from);

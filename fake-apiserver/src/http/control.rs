@@ -1,0 +1,150 @@
+//! The control API under `/_fake/v1` (a prefix kube-apiserver never uses):
+//! watch injection, fault rules and the journal, for tests in any language
+//! and for the `fake-apiserver inject|fault|journal` subcommands.
+//!
+//! | method | path | body / query | answer |
+//! |---|---|---|---|
+//! | POST | `/_fake/v1/inject` | an `InjectRequest` | `{"watches": n}` and the like |
+//! | GET | `/_fake/v1/faults` | | installed rules with firing counts |
+//! | POST | `/_fake/v1/faults` | a `FaultRule` | `{"id": n}` |
+//! | DELETE | `/_fake/v1/faults[/{id}]` | | removes one rule, or all |
+//! | GET | `/_fake/v1/firings` | | every firing, in order |
+//! | GET | `/_fake/v1/journal` | `verb`, `resource`, `name`, `namespace`, `manager`, `writes`, `normalized` | JSON lines |
+//! | DELETE | `/_fake/v1/journal` | | clears it |
+//!
+//! Served only when enabled; when a token is set, every call needs
+//! `Authorization: Bearer <token>`.
+
+use bytes::Bytes;
+use http::{header, Method};
+use serde_json::{json, Value};
+
+use super::{header_of, Answer, Shared};
+use crate::{
+    error::ApiError,
+    inject::{FaultRule, InjectRequest},
+    journal::Filter,
+};
+
+pub(super) fn handle(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    path: &str,
+    body: &Bytes,
+) -> Answer {
+    if !shared.control.enabled {
+        return Answer::Error(ApiError::no_route());
+    }
+    if let Some(token) = &shared.control.token {
+        let auth = header_of(parts, header::AUTHORIZATION);
+        if auth.strip_prefix("Bearer ") != Some(token.as_str()) {
+            return Answer::Error(ApiError::new(401, "Unauthorized", "Unauthorized"));
+        }
+    }
+    route(
+        shared,
+        &parts.method,
+        path,
+        parts.uri.query().unwrap_or_default(),
+        body,
+    )
+    .unwrap_or_else(Answer::Error)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
+
+fn route(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    query: &str,
+    body: &[u8],
+) -> Result<Answer, ApiError> {
+    let inj = &shared.injector;
+    match (method, path.trim_end_matches('/')) {
+        (&Method::POST, "/inject") => {
+            let req: InjectRequest = parse(body)?;
+            let out = inj.apply(&req).map_err(|e| match e {
+                crate::inject::InjectError::UnknownResource(_) => {
+                    ApiError::new(404, "NotFound", e.to_string())
+                }
+                crate::inject::InjectError::Refused(api) => *api,
+                other => ApiError::bad_request(other.to_string()),
+            })?;
+            Ok(Answer::value(out))
+        }
+        (&Method::GET, "/faults") => Ok(Answer::value(
+            serde_json::to_value(inj.faults()).unwrap_or_default(),
+        )),
+        (&Method::POST, "/faults") => {
+            let rule: FaultRule = parse(body)?;
+            if rule.action.is_none() {
+                return Err(ApiError::bad_request("a fault rule needs an action"));
+            }
+            if rule.probability.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
+                return Err(ApiError::bad_request("probability must be between 0 and 1"));
+            }
+            Ok(Answer::value(json!({"id": inj.add_fault(rule)})))
+        }
+        (&Method::DELETE, "/faults") => {
+            inj.clear_faults();
+            Ok(Answer::value(json!({"removed": "all"})))
+        }
+        (&Method::DELETE, p) if p.starts_with("/faults/") => {
+            let id: u64 = p["/faults/".len()..]
+                .parse()
+                .map_err(|_| ApiError::bad_request("fault ids are numbers"))?;
+            if inj.remove_fault(id) {
+                Ok(Answer::value(json!({"removed": id})))
+            } else {
+                Err(ApiError::new(
+                    404,
+                    "NotFound",
+                    format!("no fault rule {id}"),
+                ))
+            }
+        }
+        (&Method::GET, "/firings") => Ok(Answer::value(
+            serde_json::to_value(inj.firings()).unwrap_or_default(),
+        )),
+        (&Method::GET, "/journal") => {
+            let mut filter = Filter::default();
+            let mut normalized = false;
+            for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+                let v = Some(v.into_owned()).filter(|v| !v.is_empty());
+                match k.as_ref() {
+                    "verb" => filter.verb = v,
+                    "resource" => filter.resource = v,
+                    "name" => filter.name = v,
+                    "namespace" => filter.namespace = v,
+                    "manager" => filter.manager = v,
+                    "writes" => filter.writes = v.as_deref() == Some("true"),
+                    "normalized" => normalized = v.as_deref() == Some("true"),
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "unknown journal filter {other:?}"
+                        )))
+                    }
+                }
+            }
+            let lines = if normalized {
+                shared.journal.normalized(&filter)
+            } else {
+                shared.journal.json_lines(&filter)
+            };
+            Ok(Answer::Json(
+                200,
+                Bytes::from(lines),
+                "application/x-ndjson",
+            ))
+        }
+        (&Method::DELETE, "/journal") => {
+            shared.journal.clear();
+            Ok(Answer::value(Value::Object(Default::default())))
+        }
+        _ => Err(ApiError::no_route()),
+    }
+}
