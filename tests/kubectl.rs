@@ -42,15 +42,21 @@ fn binary() -> PathBuf {
 struct Cluster {
     child: Child,
     dir: tempfile::TempDir,
+    url: String,
 }
 
 impl Cluster {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         let mut child = Command::new(binary())
             .args(["--port", "0", "--kubeconfig"])
             .arg(&kubeconfig)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -63,7 +69,11 @@ impl Cluster {
             line.starts_with("http://127.0.0.1:"),
             "unexpected first line {line:?}"
         );
-        Cluster { child, dir }
+        Cluster {
+            child,
+            dir,
+            url: line.trim().to_string(),
+        }
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -314,4 +324,199 @@ fn kubectl_should_apply_and_replace_built_ins() {
         .contains("namespace/kube-system"));
     c.kubectl(&["delete", "cm", "cfg"]);
     assert!(c.kubectl(&["get", "cm", "-o", "name"]).trim().is_empty());
+}
+
+/// Runs a `fake-apiserver` control subcommand against the cluster.
+fn control(c: &Cluster, args: &[&str]) -> std::process::Output {
+    Command::new(binary())
+        .args(args)
+        .args(["--server", &c.url])
+        .output()
+        .expect("run fake-apiserver subcommand")
+}
+
+fn control_ok(c: &Cluster, args: &[&str]) -> String {
+    let out = control(c, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The control API, driven by the binary's subcommands while kubectl watches:
+/// an injected event reaches `kubectl get -w`, a 409 rule makes `kubectl
+/// patch` fail once, the journal shows the writes, and a cut ends the watch.
+#[test]
+fn control_subcommands_should_drive_faults_while_kubectl_watches() {
+    let c = Cluster::start_with(&["--control"]);
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched}\ndata: {v: '1'}\n",
+    );
+    let mut watch = c
+        .command(&[
+            "get",
+            "configmaps",
+            "-w",
+            "-o",
+            "jsonpath={.metadata.name}{\"\\n\"}",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "watched");
+
+    // A synthetic event, never stored, reaches the live watch.
+    let ghost = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"ghost","namespace":"default","resourceVersion":"1"}}"#;
+    let out = control_ok(
+        &c,
+        &[
+            "inject",
+            "--resource",
+            "configmaps",
+            "--type",
+            "ADDED",
+            "--object",
+            ghost,
+        ],
+    );
+    assert!(out.contains("\"watches\":1"), "{out}");
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "ghost");
+    assert!(c.kubectl(&["get", "cm", "-o", "name"]).contains("watched"));
+    assert!(
+        !c.kubectl(&["get", "cm", "-o", "name"]).contains("ghost"),
+        "a lie is not stored"
+    );
+
+    // A 409 for the next patch only.
+    let id = control_ok(
+        &c,
+        &[
+            "fault",
+            "add",
+            "--verb",
+            "patch",
+            "--resource",
+            "configmaps",
+            "--status",
+            "409",
+            "--times",
+            "1",
+        ],
+    );
+    assert!(id.contains("\"id\":1"), "{id}");
+    let refused = c
+        .command(&["label", "cm", "watched", "a=b"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("the object has been modified"));
+    c.kubectl(&["label", "cm", "watched", "a=b"]);
+    let rules = control_ok(&c, &["fault", "list"]);
+    assert!(rules.contains("\"fired\":1"), "{rules}");
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        "watched",
+        "the label change is seen"
+    );
+
+    // The journal holds the writes, with the fault marked.
+    let journal = control_ok(
+        &c,
+        &[
+            "journal",
+            "--writes",
+            "--normalized",
+            "--resource",
+            "configmaps",
+        ],
+    );
+    let entries: Vec<serde_json::Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let patches: Vec<_> = entries.iter().filter(|e| e["verb"] == "patch").collect();
+    assert_eq!(patches.len(), 2, "{journal}");
+    assert_eq!(patches[0]["code"], 409);
+    assert_eq!(patches[0]["fault"], 1);
+    assert_eq!(patches[1]["code"], 200);
+
+    // Cutting the watch ends kubectl's watch.
+    control_ok(
+        &c,
+        &["inject", "--resource", "configmaps", "--action", "cut"],
+    );
+    let mut ended = false;
+    for _ in 0..100 {
+        if watch.try_wait().unwrap().is_some() {
+            ended = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = watch.kill();
+    assert!(ended, "kubectl get -w should end when its watch is cut");
+
+    // Bad requests get clear errors.
+    let out = control(
+        &c,
+        &[
+            "inject",
+            "--resource",
+            "nothings",
+            "--type",
+            "ADDED",
+            "--object",
+            "{}",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not served"));
+}
+
+/// The control API is off unless asked for, and needs its token when one is set.
+#[test]
+fn control_api_should_be_off_by_default_and_guarded_by_its_token() {
+    let plain = Cluster::start();
+    let out = control(&plain, &["fault", "list"]);
+    assert!(!out.status.success(), "no control API without --control");
+    let guarded = Cluster::start_with(&["--control", "--control-token", "s3cret"]);
+    assert!(!control(&guarded, &["fault", "list"]).status.success());
+    let out = control(&guarded, &["fault", "list", "--token", "s3cret"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// --load applies manifests (CRDs first) before serving.
+#[test]
+fn load_should_apply_manifests_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("b-crd.yaml"), CRD).unwrap();
+    std::fs::write(
+        dir.path().join("a-objects.yaml"),
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: loaded}\nspec: {size: 1}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, namespace: kube-system}\n",
+    )
+    .unwrap();
+    let c = Cluster::start_with(&["--load", dir.path().to_str().unwrap()]);
+    assert!(c
+        .kubectl(&["get", "widgets", "-o", "name"])
+        .contains("widget.example.com/loaded"));
+    assert!(c
+        .kubectl(&["get", "cm", "-n", "kube-system", "-o", "name"])
+        .contains("configmap/cfg"));
 }

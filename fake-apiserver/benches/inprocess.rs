@@ -199,5 +199,50 @@ fn watch_fanout(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, startup, crud, list, watch_fanout);
+/// What the journal and the fault-rule check cost per request: GET and
+/// merge patch with the journal off, on, and on with an installed rule that
+/// never matches.
+fn journal_overhead(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("journal overhead");
+    group.throughput(Throughput::Elements(1));
+    for (label, journal, rule) in [
+        ("journal off", false, false),
+        ("journal on", true, false),
+        ("journal on + 1 rule", true, true),
+    ] {
+        let (server, api) = rt.block_on(filled(1));
+        server.journal().set_enabled(journal);
+        if rule {
+            server
+                .injector()
+                .add_fault(fake_apiserver::inject::FaultRule::new(
+                    &["delete"],
+                    "secrets",
+                    fake_apiserver::inject::FaultAction::DropBefore,
+                ));
+        }
+        group.bench_function(format!("get, {label}"), |b| {
+            b.to_async(&rt)
+                .iter(|| async { api.get("cm-00000").await.unwrap() })
+        });
+        let mut v = 0u64;
+        group.bench_function(format!("merge patch, {label}"), |b| {
+            b.to_async(&rt).iter(|| {
+                v += 1;
+                let patch = json!({"data": {"n": v.to_string()}});
+                let api = api.clone();
+                async move {
+                    api.patch("cm-00000", &PatchParams::default(), &Patch::Merge(patch))
+                        .await
+                        .unwrap()
+                }
+            })
+        });
+        server.journal().clear();
+    }
+    group.finish();
+}
+
+criterion_group!(benches, startup, crud, list, watch_fanout, journal_overhead);
 criterion_main!(benches);

@@ -61,12 +61,13 @@ struct Target {
     /// URL of the running server.
     #[arg(
         long,
+        global = true,
         default_value = "http://127.0.0.1:6443",
         env = "FAKE_APISERVER_URL"
     )]
     server: String,
     /// Control API token.
-    #[arg(long, env = "FAKE_APISERVER_CONTROL_TOKEN")]
+    #[arg(long, global = true, env = "FAKE_APISERVER_CONTROL_TOKEN")]
     token: Option<String>,
 }
 
@@ -145,7 +146,7 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum FaultOp {
     /// Add a rule; prints its id.
-    Add(AddRule),
+    Add(Box<AddRule>),
     /// List rules with their firing counts.
     List,
     /// Remove a rule by id, or all with --all.
@@ -213,7 +214,7 @@ struct AddRule {
 }
 
 impl AddRule {
-    fn into_rule(self) -> Result<FaultRule, String> {
+    fn into_rule(self: Box<Self>) -> Result<FaultRule, String> {
         let action = if let Some(code) = self.status {
             FaultAction::Status {
                 code,
