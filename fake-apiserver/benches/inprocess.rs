@@ -29,7 +29,10 @@ fn cm(name: &str) -> ConfigMap {
 }
 
 async fn filled(n: usize) -> (FakeApiServer, Api<ConfigMap>) {
-    let server = FakeApiServer::new();
+    filled_on(FakeApiServer::new(), n).await
+}
+
+async fn filled_on(server: FakeApiServer, n: usize) -> (FakeApiServer, Api<ConfigMap>) {
     let api: Api<ConfigMap> = Api::default_namespaced(server.client());
     for i in 0..n {
         api.create(&PostParams::default(), &cm(&format!("cm-{i:05}")))
@@ -206,12 +209,24 @@ fn journal_overhead(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("journal overhead");
     group.throughput(Throughput::Elements(1));
-    for (label, journal, rule) in [
-        ("journal off", false, false),
-        ("journal on", true, false),
-        ("journal on + 1 rule", true, true),
+    for (label, journal, limit, rule) in [
+        ("journal off", false, 1, false),
+        (
+            "journal on",
+            true,
+            fake_apiserver::journal::DEFAULT_LIMIT,
+            false,
+        ),
+        ("journal on (limit 100000)", true, 100_000, false),
+        (
+            "journal on + 1 rule",
+            true,
+            fake_apiserver::journal::DEFAULT_LIMIT,
+            true,
+        ),
     ] {
-        let (server, api) = rt.block_on(filled(1));
+        let server = FakeApiServer::builder().journal_limit(limit).build();
+        let (server, api) = rt.block_on(filled_on(server, 1));
         server.journal().set_enabled(journal);
         if rule {
             server

@@ -389,7 +389,7 @@ impl Api {
                 return Ok::<_, ApiError>((change, None));
             }
             let preview = match change {
-                Change::Put(v) => Some(v),
+                Change::Put(v) | Change::Update { new: v, .. } => Some(v),
                 Change::Delete | Change::Keep => cur.map(|c| c.value()),
             };
             Ok((Change::Keep, Some(preview)))
@@ -712,7 +712,7 @@ impl Api {
                 removed = true;
                 return Ok(Change::Delete);
             }
-            Ok(Change::Put(new))
+            Ok(Change::Update { new, old })
         })?;
         match result {
             Committed::Dry(preview) => {
@@ -902,10 +902,11 @@ impl Api {
             let Some(cur) = cur else {
                 return Ok((Change::Keep, None));
             };
-            let mut obj = cur.value();
-            if semantics::is_deleting(&obj) {
+            let old = cur.value();
+            if semantics::is_deleting(&old) {
                 return Ok((Change::Keep, None));
             }
+            let mut obj = old.clone();
             let kind = crd::kind_of(&obj);
             let mut status = crd::established_status(&obj, &now);
             // Keep the transition times of conditions that were already true.
@@ -922,7 +923,7 @@ impl Api {
                 }
             }
             obj["status"] = status;
-            Ok((Change::Put(obj), Some(kind)))
+            Ok((Change::Update { new: obj, old }, Some(kind)))
         });
         match result {
             Ok((_, Some(kind))) => self.resources.register(kind),

@@ -282,6 +282,8 @@ impl Rules {
 pub struct Injector {
     api: Arc<Api>,
     rules: Mutex<Rules>,
+    /// How many rules are installed, readable without the lock.
+    installed: std::sync::atomic::AtomicUsize,
     expire_next: Mutex<HashMap<ResourceKey, usize>>,
 }
 
@@ -294,6 +296,7 @@ impl Injector {
                 rng: seed ^ 0x5EED_FA17,
                 ..Default::default()
             }),
+            installed: std::sync::atomic::AtomicUsize::new(0),
             expire_next: Mutex::new(HashMap::new()),
         }
     }
@@ -538,7 +541,14 @@ impl Injector {
         rules.next_id += 1;
         let id = rules.next_id;
         rules.rules.push(InstalledRule { id, rule, fired: 0 });
+        self.installed
+            .store(rules.rules.len(), std::sync::atomic::Ordering::Relaxed);
         id
+    }
+
+    /// Whether any rule is installed (cheap; no lock).
+    pub fn has_rules(&self) -> bool {
+        self.installed.load(std::sync::atomic::Ordering::Relaxed) > 0
     }
 
     /// Removes a rule; false if there was none with that id.
@@ -546,12 +556,16 @@ impl Injector {
         let mut rules = self.rules();
         let before = rules.rules.len();
         rules.rules.retain(|r| r.id != id);
+        self.installed
+            .store(rules.rules.len(), std::sync::atomic::Ordering::Relaxed);
         rules.rules.len() != before
     }
 
     /// Removes every rule.
     pub fn clear_faults(&self) {
         self.rules().rules.clear();
+        self.installed
+            .store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The installed rules with their firing counts.

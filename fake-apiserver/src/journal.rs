@@ -68,6 +68,78 @@ pub struct Entry {
     pub fault: Option<u64>,
 }
 
+/// A request as the journal keeps it: cheap to fill (shared handles, raw
+/// bytes, a timestamp), turned into an [`Entry`] only when read.
+#[derive(Clone, Debug, Default)]
+pub struct Record {
+    /// Arrival time.
+    pub time: jiff::Timestamp,
+    /// HTTP method.
+    pub method: &'static str,
+    /// Kubernetes verb, for resource requests.
+    pub verb: Option<&'static str>,
+    /// Path and query, as received.
+    pub path_and_query: String,
+    /// The kind addressed, for resource requests.
+    pub kind: Option<std::sync::Arc<crate::resources::Kind>>,
+    /// Whether the `/status` subresource was addressed.
+    pub status: bool,
+    /// Namespace ("" when none).
+    pub namespace: String,
+    /// Name ("" when none).
+    pub name: String,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// `User-Agent`.
+    pub user_agent: Option<String>,
+    /// Request body.
+    pub request_body: bytes::Bytes,
+    /// Status code (0 = connection dropped).
+    pub code: u16,
+    /// Response body, when captured.
+    pub response_body: Option<bytes::Bytes>,
+    /// The fault rule that fired.
+    pub fault: Option<u64>,
+}
+
+fn body_value(b: &[u8]) -> Value {
+    serde_json::from_slice(b)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into_owned()))
+}
+
+impl Record {
+    fn entry(&self, seq: u64) -> Entry {
+        let (path, query) = match self.path_and_query.split_once('?') {
+            Some((p, q)) => (p.to_string(), q.to_string()),
+            None => (self.path_and_query.clone(), String::new()),
+        };
+        let field_manager = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "fieldManager")
+            .map(|(_, v)| v.into_owned());
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        Entry {
+            seq,
+            time: self.time.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string(),
+            verb: self
+                .verb
+                .map_or_else(|| self.method.to_lowercase(), String::from),
+            path,
+            query,
+            resource: self.kind.as_ref().map(|k| k.key.to_string()),
+            subresource: self.status.then(|| "status".to_string()),
+            namespace: some(&self.namespace),
+            name: some(&self.name),
+            content_type: self.content_type.clone(),
+            user_agent: self.user_agent.clone(),
+            field_manager,
+            request_body: (!self.request_body.is_empty()).then(|| body_value(&self.request_body)),
+            code: self.code,
+            response_body: self.response_body.as_deref().map(body_value),
+            fault: self.fault,
+        }
+    }
+}
+
 /// Which entries to return.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -120,11 +192,11 @@ pub struct Journal {
 #[derive(Default)]
 struct Inner {
     next: u64,
-    entries: std::collections::VecDeque<Entry>,
+    entries: std::collections::VecDeque<(u64, Record)>,
 }
 
 /// The default number of entries kept (oldest dropped first).
-pub const DEFAULT_LIMIT: usize = 100_000;
+pub const DEFAULT_LIMIT: usize = 10_000;
 
 impl Default for Journal {
     fn default() -> Self {
@@ -167,12 +239,12 @@ impl Journal {
         self.responses.load(Ordering::Relaxed)
     }
 
-    /// Appends an entry (its `seq` is assigned here).
-    pub fn record(&self, mut entry: Entry) {
+    /// Appends a record (its `seq` is assigned here).
+    pub fn record(&self, record: Record) {
         let mut inner = self.lock();
         inner.next += 1;
-        entry.seq = inner.next;
-        inner.entries.push_back(entry);
+        let seq = inner.next;
+        inner.entries.push_back((seq, record));
         while inner.entries.len() > self.limit {
             inner.entries.pop_front();
         }
@@ -180,11 +252,11 @@ impl Journal {
 
     /// Entries accepted by `filter`, in order.
     pub fn entries(&self, filter: &Filter) -> Vec<Entry> {
-        self.lock()
-            .entries
+        let records: Vec<(u64, Record)> = self.lock().entries.iter().cloned().collect();
+        records
             .iter()
+            .map(|(seq, r)| r.entry(*seq))
             .filter(|e| filter.accepts(e))
-            .cloned()
             .collect()
     }
 
@@ -311,24 +383,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn entry(verb: &str, body: Value) -> Entry {
-        Entry {
-            seq: 0,
-            time: "2026-01-01T00:00:00.000000Z".into(),
-            verb: verb.into(),
-            path: "/api/v1/namespaces/default/configmaps".into(),
-            query: "resourceVersion=17&watch=true".into(),
-            resource: Some("configmaps".into()),
-            subresource: None,
-            namespace: Some("default".into()),
-            name: None,
-            content_type: None,
-            user_agent: None,
-            field_manager: None,
-            request_body: Some(body),
+    fn entry(verb: &'static str, body: Value) -> Record {
+        let resources = crate::resources::Resources::with_builtins();
+        Record {
+            time: jiff::Timestamp::UNIX_EPOCH,
+            method: "GET",
+            verb: Some(verb),
+            path_and_query: "/api/v1/namespaces/default/configmaps?resourceVersion=17&watch=true"
+                .into(),
+            kind: resources.lookup("", "v1", "configmaps"),
+            namespace: "default".into(),
+            request_body: body.to_string().into(),
             code: 200,
-            response_body: None,
-            fault: None,
+            ..Default::default()
         }
     }
 

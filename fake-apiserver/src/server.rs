@@ -104,7 +104,7 @@ impl Builder {
         self
     }
 
-    /// Journal entries kept (default 100,000; oldest dropped first).
+    /// Journal entries kept (default 10,000; oldest dropped first).
     pub fn journal_limit(mut self, entries: usize) -> Self {
         self.journal_limit = Some(entries);
         self

@@ -188,6 +188,15 @@ pub enum Change {
     /// Store this object as the new version (its `metadata.resourceVersion`
     /// is set by the store).
     Put(Value),
+    /// Store `new` unless it equals `old` (the current object as parsed by
+    /// the caller), ignoring the resourceVersion: an unchanged update is a
+    /// no-op, with no new resourceVersion and no event, as in kube-apiserver.
+    Update {
+        /// The object to store.
+        new: Value,
+        /// The current object.
+        old: Value,
+    },
     /// Remove the object.
     Delete,
     /// Leave everything as it is.
@@ -350,8 +359,7 @@ impl Store {
 
     /// Writes one object atomically: `f` sees the current version (if any)
     /// and decides the change while the store is locked, so a read-modify-write
-    /// never races another writer. A `Put` identical to the current version is
-    /// a no-op (no new resourceVersion, no event), as in kube-apiserver.
+    /// never races another writer.
     pub fn write<T, E: From<StoreError>>(
         &self,
         key: &ResourceKey,
@@ -371,22 +379,35 @@ impl Store {
                 object: current,
                 event: None,
             },
-            Change::Put(mut value) => {
+            Change::Update { mut new, old } if current.is_some() => {
                 if let Some(cur) = &current {
-                    set_rv(&mut value, cur.rv);
-                    let unchanged = serde_json::to_vec(&value)
-                        .map(|b| b == cur.bytes)
-                        .unwrap_or(false);
-                    if unchanged {
-                        return Ok((
-                            Written {
-                                object: current,
-                                event: None,
-                            },
-                            out,
-                        ));
-                    }
+                    set_rv(&mut new, cur.rv);
                 }
+                if new == old {
+                    return Ok((
+                        Written {
+                            object: current,
+                            event: None,
+                        },
+                        out,
+                    ));
+                }
+                let rv = inner.rv + 1;
+                let stored = Arc::new(make_stored(okey, namespace.len(), rv, new)?);
+                inner.rv = rv;
+                self.record(
+                    &mut inner,
+                    key,
+                    EventType::Modified,
+                    stored.clone(),
+                    current,
+                );
+                Written {
+                    object: Some(stored),
+                    event: Some(EventType::Modified),
+                }
+            }
+            Change::Update { new: value, .. } | Change::Put(value) => {
                 let rv = inner.rv + 1;
                 let stored = Arc::new(make_stored(okey, namespace.len(), rv, value)?);
                 inner.rv = rv;
@@ -743,7 +764,16 @@ mod tests {
     fn put(store: &Store, name: &str, data: &str) -> Written {
         let key = ResourceKey::new("", "configmaps");
         store
-            .write::<_, StoreError>(&key, "ns", name, |_| Ok((Change::Put(cm(name, data)), ())))
+            .write::<_, StoreError>(&key, "ns", name, |cur| {
+                let change = match cur {
+                    Some(cur) => Change::Update {
+                        new: cm(name, data),
+                        old: cur.value(),
+                    },
+                    None => Change::Put(cm(name, data)),
+                };
+                Ok((change, ()))
+            })
             .unwrap()
             .0
     }

@@ -136,6 +136,18 @@ async fn configmap_crud_should_behave_like_kube_apiserver() {
         .await
         .unwrap();
     assert_eq!(merged.data.as_ref().unwrap()["m"], "1");
+    let same = cms
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"m": "1"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        same.metadata.resource_version, merged.metadata.resource_version,
+        "an update that changes nothing is a no-op"
+    );
     let patched = cms
         .patch(
             "a",

@@ -26,7 +26,7 @@ use crate::{
     api::{Api, Reply, Target},
     error::ApiError,
     inject::{Injector, RequestInfo, Terminal},
-    journal::{Entry, Journal},
+    journal::{Journal, Record},
     patch::{self, PatchType},
     semantics::Endpoint,
 };
@@ -138,11 +138,11 @@ impl Answer {
         }
     }
 
-    fn body_for_journal(&self) -> Option<Value> {
+    fn body_for_journal(&self) -> Option<Bytes> {
         match self {
-            Answer::Json(_, body, _) => serde_json::from_slice(body).ok(),
-            Answer::Error(e) => Some(e.to_status()),
-            Answer::Text(t) => Some(Value::String(t.to_string())),
+            Answer::Json(_, body, _) => Some(body.clone()),
+            Answer::Error(e) => Some(Bytes::from(e.to_status().to_string())),
+            Answer::Text(t) => Some(Bytes::from_static(t.as_bytes())),
             Answer::Watch(_) => None,
         }
     }
@@ -184,6 +184,20 @@ fn header_of(parts: &http::request::Parts, name: header::HeaderName) -> String {
         .to_string()
 }
 
+/// The method's name, for the journal.
+fn method_name(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 /// The Kubernetes verb of a request on a resource.
 fn verb_of(method: &Method, collection: bool, watch: bool) -> &'static str {
     match (method, collection) {
@@ -217,28 +231,26 @@ impl ApiService {
             return Ok(control::handle(&self.shared, &parts, rest, &body).into_response());
         }
         let query = parts.uri.query().unwrap_or_default().to_string();
-        let mut entry = self.shared.journal.is_enabled().then(|| Entry {
-            seq: 0,
-            time: self.shared.api.clock.rfc3339_micros(),
-            verb: parts.method.as_str().to_lowercase(),
-            path: path.clone(),
-            query: query.clone(),
-            resource: None,
-            subresource: None,
-            namespace: None,
-            name: None,
-            content_type: Some(header_of(&parts, header::CONTENT_TYPE)).filter(|s| !s.is_empty()),
-            user_agent: Some(header_of(&parts, header::USER_AGENT)).filter(|s| !s.is_empty()),
-            field_manager: form_urlencoded::parse(query.as_bytes())
-                .find(|(k, _)| k == "fieldManager")
-                .map(|(_, v)| v.into_owned()),
-            request_body: (!body.is_empty()).then(|| {
-                serde_json::from_slice(&body)
-                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
-            }),
-            code: 0,
-            response_body: None,
-            fault: None,
+        let mut entry = self.shared.journal.is_enabled().then(|| {
+            let header = |name| {
+                parts
+                    .headers
+                    .get(name)
+                    .and_then(|v: &HeaderValue| v.to_str().ok())
+                    .map(String::from)
+            };
+            Record {
+                time: self.shared.api.clock.now(),
+                method: method_name(&parts.method),
+                path_and_query: parts
+                    .uri
+                    .path_and_query()
+                    .map_or_else(|| path.clone(), |pq| pq.as_str().to_string()),
+                content_type: header(header::CONTENT_TYPE),
+                user_agent: header(header::USER_AGENT),
+                request_body: Bytes::copy_from_slice(&body),
+                ..Default::default()
+            }
         });
         let outcome = self
             .route(&parts, &path, &query, body, entry.as_mut())
@@ -270,7 +282,7 @@ impl ApiService {
         path: &str,
         query: &str,
         body: Bytes,
-        entry: Option<&mut Entry>,
+        entry: Option<&mut Record>,
     ) -> Result<Answer, Dropped> {
         let route = match route::parse(path, &self.shared.api.resources) {
             Ok(r) => r,
@@ -319,32 +331,31 @@ impl ApiService {
         body: Bytes,
         t: Target,
         sub: Option<String>,
-        entry: Option<&mut Entry>,
+        mut entry: Option<&mut Record>,
     ) -> Result<Answer, Dropped> {
         let q = match route::parse_query(query, t.kind.field_labels) {
             Ok(q) => q,
             Err(e) => return Ok(Answer::Error(e)),
         };
         let verb = verb_of(&parts.method, t.name.is_empty(), q.watch);
-        let info = RequestInfo {
-            verb: verb.to_string(),
-            resource: Some(t.kind.key.to_string()),
-            subresource: sub.clone(),
-            namespace: Some(t.namespace.clone()).filter(|n| !n.is_empty()),
-            name: Some(t.name.clone()).filter(|n| !n.is_empty()),
-            field_manager: form_urlencoded::parse(query.as_bytes())
-                .find(|(k, _)| k == "fieldManager")
-                .map(|(_, v)| v.into_owned()),
-            user_agent: header_of(parts, header::USER_AGENT),
-            content_type: header_of(parts, header::CONTENT_TYPE),
+        let decision = if self.shared.injector.has_rules() {
+            self.shared.injector.decide(&RequestInfo {
+                verb: verb.to_string(),
+                resource: Some(t.kind.key.to_string()),
+                subresource: sub.clone(),
+                namespace: Some(t.namespace.clone()).filter(|n| !n.is_empty()),
+                name: Some(t.name.clone()).filter(|n| !n.is_empty()),
+                field_manager: q.field_manager.clone(),
+                user_agent: header_of(parts, header::USER_AGENT),
+                content_type: header_of(parts, header::CONTENT_TYPE),
+            })
+        } else {
+            Default::default()
         };
-        let decision = self.shared.injector.decide(&info);
-        if let Some(e) = entry {
-            e.verb = info.verb.clone();
-            e.resource = info.resource.clone();
-            e.subresource = info.subresource.clone();
-            e.namespace = info.namespace.clone();
-            e.name = info.name.clone();
+        if let Some(e) = entry.as_deref_mut() {
+            e.verb = Some(verb);
+            e.kind = Some(t.kind.clone());
+            e.status = sub.is_some();
             e.fault = decision.fired.last().copied();
         }
         if !decision.delay.is_zero() {
@@ -357,8 +368,12 @@ impl ApiService {
             None => None,
         };
         let answer = self
-            .verb(parts, &q, body, t, sub.is_some())
+            .verb(parts, &q, body, &t, sub.is_some())
             .unwrap_or_else(Answer::Error);
+        if let Some(e) = entry {
+            e.namespace = t.namespace;
+            e.name = t.name;
+        }
         match drop_after {
             Some(rule) => Err(Dropped(rule)),
             None => Ok(answer),
@@ -370,7 +385,7 @@ impl ApiService {
         parts: &http::request::Parts,
         q: &Query,
         body: Bytes,
-        t: Target,
+        t: &Target,
         status_sub: bool,
     ) -> Result<Answer, ApiError> {
         let endpoint = if status_sub {
@@ -384,7 +399,7 @@ impl ApiService {
         match (&parts.method, collection) {
             (&Method::GET, _) if q.watch => {
                 let (t, list) = if collection {
-                    (t, q.list.clone())
+                    (t.clone(), q.list.clone())
                 } else {
                     // A watch of one object, as the deprecated /watch/ paths offered.
                     let mut list = q.list.clone();
@@ -395,7 +410,7 @@ impl ApiService {
                     (
                         Target {
                             name: String::new(),
-                            ..t
+                            ..t.clone()
                         },
                         list,
                     )
@@ -415,15 +430,15 @@ impl ApiService {
                 }
                 Ok(Answer::Watch(api.watch(&t, &list)?))
             }
-            (&Method::GET, true) => Ok(Answer::reply(api.list(&t, &q.list)?)),
-            (&Method::GET, false) => Ok(Answer::reply(api.get(&t)?)),
+            (&Method::GET, true) => Ok(Answer::reply(api.list(t, &q.list)?)),
+            (&Method::GET, false) => Ok(Answer::reply(api.get(t)?)),
             (&Method::POST, true) => {
                 let body = decode_object(&body, &content_type)?;
-                Ok(Answer::reply(api.create(&t, body, q.dry_run)?))
+                Ok(Answer::reply(api.create(t, body, q.dry_run)?))
             }
             (&Method::PUT, false) => {
                 let body = decode_object(&body, &content_type)?;
-                Ok(Answer::reply(api.update(&t, body, endpoint, q.dry_run)?))
+                Ok(Answer::reply(api.update(t, body, endpoint, q.dry_run)?))
             }
             (&Method::PATCH, false) => {
                 let accepted = if t.kind.custom {
@@ -434,12 +449,12 @@ impl ApiService {
                 let ptype = PatchType::from_content_type(&content_type)
                     .ok_or_else(|| ApiError::unsupported_media_type(&content_type, accepted))?;
                 Ok(Answer::reply(
-                    api.patch(&t, ptype, &body, endpoint, q.dry_run)?,
+                    api.patch(t, ptype, &body, endpoint, q.dry_run)?,
                 ))
             }
             (&Method::DELETE, false) => {
                 let opts = delete_options(&body, q)?;
-                Ok(Answer::reply(api.delete(&t, &opts)?))
+                Ok(Answer::reply(api.delete(t, &opts)?))
             }
             (&Method::DELETE, true) => {
                 let opts = delete_options(&body, q)?;

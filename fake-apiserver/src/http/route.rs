@@ -105,6 +105,7 @@ pub(crate) struct Query {
     pub(crate) dry_run: bool,
     pub(crate) delete: DeleteOptions,
     pub(crate) include_object: Option<String>,
+    pub(crate) field_manager: Option<String>,
 }
 
 fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
@@ -157,6 +158,7 @@ pub(crate) fn parse_query(query: &str, field_labels: &[&str]) -> Result<Query, A
             }
             "propagationPolicy" => q.delete.propagation = Some(value.into_owned()),
             "includeObject" => q.include_object = Some(value.into_owned()),
+            "fieldManager" => q.field_manager = Some(value.into_owned()),
             // Accepted and not needed here: pretty printing, field managers and
             // validation levels (recorded, not enforced, by this part), grace periods.
             _ => {}
