@@ -458,7 +458,7 @@ impl ApiService {
             }
             (&Method::DELETE, true) => {
                 let opts = delete_options(&body, q)?;
-                Ok(Answer::reply(api.delete_collection(&t, &q.list, &opts)?))
+                Ok(Answer::reply(api.delete_collection(t, &q.list, &opts)?))
             }
             _ => Err(ApiError::method_not_allowed()),
         }
