@@ -1,5 +1,38 @@
 //! kopf: a Kubernetes operator framework in the spirit of Kopf.
 //!
-//! The framework's handlers, reactor and engines are tracked in the project's
-//! issues; this crate currently holds the workspace slot they will fill.
+//! Handlers are plain async functions taking one [`Context`] (Kopf's
+//! kwargs) and returning a [`HandlerResult`]; the framework does the rest:
+//! finalizers, retries with backoff, progress persisted on the object (in
+//! Kopf's own format, so an operator migrated from Kopf resumes where Kopf
+//! stopped), diffs, status, and Kubernetes Events. It talks to Kubernetes
+//! only through `kube::Client`, so the same operator runs on a real cluster
+//! and against the fake API server.
+//!
+//! # Layout
+//!
+//! Lowest layer first; a layer never reaches upward.
+//!
+//! - `structs`: diffs and merge patches (plain data).
+//! - `storage`: progress records and the diff-base, Kopf-compatible.
+//! - `handling`: the context, handler errors, one attempt's outcome.
+//! - `registry`: handlers with their reasons, filters and options.
+//! - `posting`: log lines posted as Kubernetes Events (an engine).
+//! - `processing`: one object, one cycle: cause, finalizer, handlers, patch.
+//! - `reactor`: watchers, per-object workers, patch application.
+//! - `operator`, `settings`: the public shell.
 #![deny(missing_docs)]
+
+mod handling;
+mod operator;
+mod posting;
+mod processing;
+mod reactor;
+mod registry;
+mod settings;
+pub mod storage;
+pub mod structs;
+
+pub use handling::{Context, HandlerError, HandlerResult, Level, LogLine, Logger, Memo, PatchHandle};
+pub use operator::{Operator, OperatorError};
+pub use registry::{ErrorsMode, Handler, MetaFilter, Reason, Registry, Resource};
+pub use settings::{Batching, Clock, Execution, Persistence, Posting, Settings, Watching};

@@ -1,0 +1,492 @@
+//! Invoking handlers: the context they get (Kopf's kwargs), the errors they
+//! return, and how one attempt's outcome becomes a retry, a success or a
+//! failure (retries, timeouts, backoff, errors mode, panics).
+//!
+//! Knows `structs` only; the registry and the reactor build on it.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::FutureExt;
+use jiff::Timestamp;
+use serde_json::{Map, Value};
+
+use crate::structs::{DiffItem, Patch};
+
+/// What a handler returns: `Ok(Some(value))` stores `value` under
+/// `status.<handler id>`; `Ok(None)` stores nothing.
+pub type HandlerResult = Result<Option<Value>, HandlerError>;
+
+/// Why a handler did not succeed.
+///
+/// Any `std::error::Error` converts into [`HandlerError::Other`] with `?`,
+/// which the handler's errors mode then treats (temporary by default).
+#[derive(Debug)]
+pub enum HandlerError {
+    /// Stop this handler for good.
+    Permanent(String),
+    /// Try again after `delay` (default: the handler's backoff).
+    Temporary {
+        /// What went wrong.
+        message: String,
+        /// When to try again.
+        delay: Option<Duration>,
+    },
+    /// An unexpected error; follows the handler's errors mode.
+    Other(String),
+}
+
+impl HandlerError {
+    /// A permanent failure.
+    pub fn permanent(message: impl fmt::Display) -> Self {
+        HandlerError::Permanent(message.to_string())
+    }
+
+    /// A temporary failure, retried after `delay`.
+    pub fn temporary(message: impl fmt::Display, delay: Duration) -> Self {
+        HandlerError::Temporary {
+            message: message.to_string(),
+            delay: Some(delay),
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            HandlerError::Permanent(m) | HandlerError::Other(m) => m,
+            HandlerError::Temporary { message, .. } => message,
+        }
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
+    fn from(e: E) -> Self {
+        HandlerError::Other(e.to_string())
+    }
+}
+
+/// Per-object memory kept across handler calls (and shared by clones).
+#[derive(Clone, Debug, Default)]
+pub struct Memo(Arc<Mutex<HashMap<String, Value>>>);
+
+impl Memo {
+    /// The value stored under `key`.
+    pub fn get(&self, key: &str) -> Option<Value> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+
+    /// Stores `value` under `key`.
+    pub fn set(&self, key: &str, value: Value) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.into(), value);
+    }
+}
+
+/// A log line of an object, as handlers and the framework write it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    /// Severity.
+    pub level: Level,
+    /// The message (without the `[namespace/name]` prefix).
+    pub message: String,
+}
+
+/// Severity of a log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Debugging detail.
+    Debug,
+    /// Normal progress.
+    Info,
+    /// Something odd.
+    Warning,
+    /// A failure.
+    Error,
+}
+
+/// The per-object logger: writes `[namespace/name] message` through
+/// `tracing` and keeps the lines for posting as Kubernetes Events.
+#[derive(Clone, Debug)]
+pub struct Logger {
+    prefix: Arc<str>,
+    lines: Arc<Mutex<Vec<LogLine>>>,
+}
+
+impl Logger {
+    pub(crate) fn new(namespace: &str, name: &str) -> Self {
+        let prefix = if namespace.is_empty() {
+            format!("[{name}]")
+        } else {
+            format!("[{namespace}/{name}]")
+        };
+        Logger {
+            prefix: prefix.into(),
+            lines: Arc::default(),
+        }
+    }
+
+    fn log(&self, level: Level, message: String) {
+        match level {
+            Level::Debug => tracing::debug!("{} {message}", self.prefix),
+            Level::Info => tracing::info!("{} {message}", self.prefix),
+            Level::Warning => tracing::warn!("{} {message}", self.prefix),
+            Level::Error => tracing::error!("{} {message}", self.prefix),
+        }
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(LogLine { level, message });
+    }
+
+    /// Logs at debug level.
+    pub fn debug(&self, message: impl fmt::Display) {
+        self.log(Level::Debug, message.to_string());
+    }
+
+    /// Logs at info level.
+    pub fn info(&self, message: impl fmt::Display) {
+        self.log(Level::Info, message.to_string());
+    }
+
+    /// Logs a warning.
+    pub fn warn(&self, message: impl fmt::Display) {
+        self.log(Level::Warning, message.to_string());
+    }
+
+    /// Logs an error.
+    pub fn error(&self, message: impl fmt::Display) {
+        self.log(Level::Error, message.to_string());
+    }
+
+    /// Takes the lines logged so far.
+    pub(crate) fn drain(&self) -> Vec<LogLine> {
+        std::mem::take(&mut *self.lines.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// What a handler gets: the object, the cause, and handles to act with
+/// (Kopf's kwargs).
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// The whole object.
+    pub body: Value,
+    /// The handler's id.
+    pub id: String,
+    /// Why the handler runs.
+    pub reason: crate::registry::Reason,
+    /// The resource.
+    pub resource: crate::registry::Resource,
+    /// The diff since the last handled state.
+    pub diff: Vec<DiffItem>,
+    /// The last handled essence (`None` on creation).
+    pub old: Option<Value>,
+    /// The current essence.
+    pub new: Option<Value>,
+    /// How many attempts finished before this one.
+    pub retry: u32,
+    /// When the first attempt started.
+    pub started: Timestamp,
+    /// Time since the first attempt.
+    pub runtime: Duration,
+    /// The handler's `param`.
+    pub param: Option<Value>,
+    /// Changes to merge into the operator's own patch of this object.
+    pub patch: PatchHandle,
+    /// The per-object logger.
+    pub logger: Logger,
+    /// Per-object memory.
+    pub memo: Memo,
+}
+
+/// A shared, mutable merge patch for handlers.
+#[derive(Clone, Debug, Default)]
+pub struct PatchHandle(Arc<Mutex<Patch>>);
+
+impl PatchHandle {
+    /// Sets the value at `path` (e.g. `["status", "phase"]`).
+    pub fn set(&self, path: &[&str], value: Value) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).set(path, value);
+    }
+
+    /// Merges a merge patch.
+    pub fn merge(&self, patch: &Value) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).merge(patch);
+    }
+
+    pub(crate) fn take(&self) -> Patch {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+fn section<'a>(body: &'a Value, key: &str) -> &'a Value {
+    static NULL: Value = Value::Null;
+    body.get(key).unwrap_or(&NULL)
+}
+
+impl Context {
+    /// `spec` (null when absent).
+    pub fn spec(&self) -> &Value {
+        section(&self.body, "spec")
+    }
+
+    /// `metadata`.
+    pub fn meta(&self) -> &Value {
+        section(&self.body, "metadata")
+    }
+
+    /// `status` (null when absent).
+    pub fn status(&self) -> &Value {
+        section(&self.body, "status")
+    }
+
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        self.meta().get("name").and_then(Value::as_str).unwrap_or_default()
+    }
+
+    /// `metadata.namespace` ("" for cluster-scoped objects).
+    pub fn namespace(&self) -> &str {
+        self.meta().get("namespace").and_then(Value::as_str).unwrap_or_default()
+    }
+
+    /// `metadata.uid`.
+    pub fn uid(&self) -> &str {
+        self.meta().get("uid").and_then(Value::as_str).unwrap_or_default()
+    }
+
+    /// `metadata.labels`.
+    pub fn labels(&self) -> Map<String, Value> {
+        self.meta().get("labels").and_then(Value::as_object).cloned().unwrap_or_default()
+    }
+
+    /// `metadata.annotations`.
+    pub fn annotations(&self) -> Map<String, Value> {
+        self.meta()
+            .get("annotations")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// The outcome of one attempt, decided with the handler's options.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Outcome {
+    /// Done; the value goes to `status.<id>`.
+    Success(Option<Value>),
+    /// Try again in this long.
+    Retry { delay: Duration, message: String },
+    /// Done for good, failed.
+    Failure(String),
+}
+
+/// Limits that apply to one handler.
+pub(crate) struct Limits {
+    pub(crate) retries: Option<u32>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) backoff: Duration,
+    pub(crate) errors: crate::registry::ErrorsMode,
+}
+
+/// Invokes `func` once (catching panics) and decides the outcome, logging
+/// Kopf's messages with `label` (e.g. `Handler 'create_fn'`).
+pub(crate) async fn attempt(
+    func: &crate::registry::HandlerFn,
+    ctx: Context,
+    limits: &Limits,
+    label: &str,
+) -> Outcome {
+    let logger = ctx.logger.clone();
+    let retries_done = ctx.retry;
+    let runtime = ctx.runtime;
+    if let Some(limit) = limits.retries {
+        if retries_done >= limit {
+            logger.error(format!("{label} has exceeded {limit} retries."));
+            return Outcome::Failure(format!("{label} has exceeded {limit} retries."));
+        }
+    }
+    if let Some(timeout) = limits.timeout {
+        if runtime >= timeout {
+            logger.error(format!("{label} has timed out after {}.", fmt_duration(runtime)));
+            return Outcome::Failure(format!("{label} has timed out after {}.", fmt_duration(runtime)));
+        }
+    }
+    logger.debug(format!("{label} is invoked."));
+    let result = match AssertUnwindSafe(func(ctx)).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Err(HandlerError::Other(format!("panicked: {what}")))
+        }
+    };
+    let exceeds = |delay: Duration| -> Option<String> {
+        if let Some(limit) = limits.retries {
+            if retries_done + 1 >= limit {
+                return Some(format!("exceed {limit} retries"));
+            }
+        }
+        if let Some(timeout) = limits.timeout {
+            if runtime + delay >= timeout {
+                return Some(format!("time out in {} seconds", timeout.as_secs_f64()));
+            }
+        }
+        None
+    };
+    match result {
+        Ok(value) => {
+            logger.info(format!("{label} succeeded."));
+            Outcome::Success(value)
+        }
+        Err(HandlerError::Permanent(e)) => {
+            logger.error(format!("{label} failed permanently: {e}"));
+            Outcome::Failure(e)
+        }
+        Err(HandlerError::Temporary { message, delay }) => {
+            let delay = delay.unwrap_or(limits.backoff);
+            match exceeds(delay) {
+                Some(why) => {
+                    logger.error(format!("{label} failed temporarily but will {why}: {message}"));
+                    Outcome::Failure(message)
+                }
+                None => {
+                    logger.error(format!("{label} failed temporarily: {message}"));
+                    Outcome::Retry { delay, message }
+                }
+            }
+        }
+        Err(HandlerError::Other(e)) => match limits.errors {
+            crate::registry::ErrorsMode::Ignored => {
+                logger.error(format!("{label} failed with an exception and will ignore it: {e}"));
+                Outcome::Success(None)
+            }
+            crate::registry::ErrorsMode::Permanent => {
+                logger.error(format!("{label} failed with an exception and will stop now: {e}"));
+                Outcome::Failure(e)
+            }
+            crate::registry::ErrorsMode::Temporary => match exceeds(limits.backoff) {
+                Some(why) => {
+                    logger.error(format!(
+                        "{label} failed with an exception and will stop now (it would {why} on the next attempt): {e}"
+                    ));
+                    Outcome::Failure(e)
+                }
+                None => {
+                    logger.error(format!(
+                        "{label} failed with an exception and will try again in {} seconds: {e}",
+                        limits.backoff.as_secs_f64()
+                    ));
+                    Outcome::Retry {
+                        delay: limits.backoff,
+                        message: e,
+                    }
+                }
+            },
+        },
+    }
+}
+
+/// Formats a duration like Python's timedelta: `0:01:00.123456`.
+fn fmt_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let micros = d.subsec_micros();
+    let base = format!("{}:{:02}:{:02}", secs / 3600, (secs / 60) % 60, secs % 60);
+    if micros == 0 {
+        base
+    } else {
+        format!("{base}.{micros:06}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{ErrorsMode, HandlerFn, Reason, Resource};
+
+    fn ctx(retry: u32, runtime: Duration) -> Context {
+        Context {
+            body: serde_json::json!({"metadata": {"name": "x", "namespace": "ns"}}),
+            id: "h".into(),
+            reason: Reason::Create,
+            resource: Resource::new("", "v1", "configmaps"),
+            diff: vec![],
+            old: None,
+            new: None,
+            retry,
+            started: Timestamp::UNIX_EPOCH,
+            runtime,
+            param: None,
+            patch: PatchHandle::default(),
+            logger: Logger::new("ns", "x"),
+            memo: Memo::default(),
+        }
+    }
+
+    fn limits(retries: Option<u32>, errors: ErrorsMode) -> Limits {
+        Limits {
+            retries,
+            timeout: None,
+            backoff: Duration::from_secs(60),
+            errors,
+        }
+    }
+
+    fn handler(f: impl Fn() -> HandlerResult + Send + Sync + 'static) -> HandlerFn {
+        let f = Arc::new(f);
+        Arc::new(move |_ctx| {
+            let f = f.clone();
+            Box::pin(async move { f() })
+        })
+    }
+
+    #[tokio::test]
+    async fn outcomes_should_follow_kopf_rules() {
+        let ok = handler(|| Ok(Some(serde_json::json!({"m": 1}))));
+        assert_eq!(attempt(&ok, ctx(0, Duration::ZERO), &limits(None, ErrorsMode::Temporary), "Handler 'h'").await, Outcome::Success(Some(serde_json::json!({"m": 1}))));
+        let other = handler(|| Err(HandlerError::Other("boom".into())));
+        assert_eq!(
+            attempt(&other, ctx(0, Duration::ZERO), &limits(None, ErrorsMode::Temporary), "Handler 'h'").await,
+            Outcome::Retry { delay: Duration::from_secs(60), message: "boom".into() }
+        );
+        assert_eq!(attempt(&other, ctx(0, Duration::ZERO), &limits(None, ErrorsMode::Permanent), "Handler 'h'").await, Outcome::Failure("boom".into()));
+        assert_eq!(attempt(&other, ctx(0, Duration::ZERO), &limits(None, ErrorsMode::Ignored), "Handler 'h'").await, Outcome::Success(None));
+        assert_eq!(attempt(&other, ctx(2, Duration::ZERO), &limits(Some(3), ErrorsMode::Temporary), "Handler 'h'").await, Outcome::Failure("boom".into()));
+        assert!(matches!(attempt(&ok, ctx(3, Duration::ZERO), &limits(Some(3), ErrorsMode::Temporary), "Handler 'h'").await, Outcome::Failure(_)));
+        let temp = handler(|| Err(HandlerError::temporary("later", Duration::from_secs(5))));
+        assert_eq!(
+            attempt(&temp, ctx(0, Duration::ZERO), &limits(None, ErrorsMode::Permanent), "Handler 'h'").await,
+            Outcome::Retry { delay: Duration::from_secs(5), message: "later".into() }
+        );
+    }
+
+    #[tokio::test]
+    async fn panics_should_be_errors_not_crashes() {
+        let boom = handler(|| panic!("kaboom"));
+        let c = ctx(0, Duration::ZERO);
+        let logger = c.logger.clone();
+        let outcome = attempt(&boom, c, &limits(None, ErrorsMode::Temporary), "Handler 'h'").await;
+        assert!(matches!(outcome, Outcome::Retry { ref message, .. } if message.contains("kaboom")));
+        assert!(logger.drain().iter().any(|l| l.message.starts_with("Handler 'h' failed with an exception and will try again in 60 seconds")));
+    }
+
+    #[test]
+    fn durations_should_print_like_timedelta() {
+        assert_eq!(fmt_duration(Duration::from_micros(60_123_456)), "0:01:00.123456");
+        assert_eq!(fmt_duration(Duration::from_secs(3601)), "1:00:01");
+    }
+}

@@ -1,0 +1,175 @@
+//! The public shell: registering handlers on an [`Operator`] and running it,
+//! embedded in any tokio application, against any `kube::Client`.
+
+use std::{future::Future, sync::Arc};
+
+use kube::Client;
+use tokio::sync::watch;
+
+use crate::{
+    handling::{Context, HandlerResult},
+    reactor::{discover, watch_resource, Shared},
+    registry::{default_id, Handler, HandlerFn, Reason, Registry, Resource},
+    settings::Settings,
+};
+
+/// Errors that stop an operator from running.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// A resource with handlers is not served by the cluster (checked at
+    /// start). Not retryable until the CRD is installed.
+    #[error("resource {resource} is not served by the cluster: {source}")]
+    UnknownResource {
+        /// The resource.
+        resource: Resource,
+        /// Discovery's answer.
+        #[source]
+        source: kube::Error,
+    },
+    /// No handlers were registered.
+    #[error("no handlers are registered")]
+    NoHandlers,
+}
+
+/// An operator: handlers for resources, and settings.
+///
+/// ```no_run
+/// use kopf::{Operator, Resource, Settings};
+/// # async fn run(client: kube::Client) -> Result<(), kopf::OperatorError> {
+/// let mut operator = Operator::new();
+/// let examples = Resource::new("kopf.dev", "v1", "kopfexamples");
+/// operator.on_create(&examples, |ctx| async move {
+///     ctx.logger.info(format!("And here we are! Creating: {}", ctx.spec()));
+///     Ok(Some(serde_json::json!({"message": "hello world"})))
+/// }).id("create_fn");
+/// operator.run(client, Settings::default(), std::future::pending()).await
+/// # }
+/// ```
+#[derive(Default)]
+pub struct Operator {
+    registry: Registry,
+}
+
+impl Operator {
+    /// An operator with no handlers.
+    pub fn new() -> Self {
+        Operator::default()
+    }
+
+    /// The registered handlers.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn register<F, Fut>(&mut self, resource: &Resource, reason: Reason, f: F) -> &mut Handler
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let id = default_id::<F>(reason, self.registry.handlers.len() + 1);
+        let f = Arc::new(f);
+        let func: HandlerFn = Arc::new(move |ctx| Box::pin(f(ctx)));
+        self.registry
+            .handlers
+            .push(Handler::new(resource.clone(), reason, id, func));
+        self.registry.handlers.last_mut().expect("just pushed")
+    }
+
+    /// Runs `f` when an object is created (or first seen unhandled).
+    pub fn on_create<F, Fut>(&mut self, resource: &Resource, f: F) -> &mut Handler
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.register(resource, Reason::Create, f)
+    }
+
+    /// Runs `f` when an object's essence (spec, labels, annotations...) changes.
+    pub fn on_update<F, Fut>(&mut self, resource: &Resource, f: F) -> &mut Handler
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.register(resource, Reason::Update, f)
+    }
+
+    /// Runs `f` when an object is deleted; holds it with a finalizer until
+    /// `f` succeeds, unless the handler is made `optional`.
+    pub fn on_delete<F, Fut>(&mut self, resource: &Resource, f: F) -> &mut Handler
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.register(resource, Reason::Delete, f)
+    }
+
+    /// Runs `f` for every object already there when the operator starts.
+    pub fn on_resume<F, Fut>(&mut self, resource: &Resource, f: F) -> &mut Handler
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.register(resource, Reason::Resume, f)
+    }
+
+    /// Runs `f` when the field at `path` (dotted, e.g. `spec.size`) changes;
+    /// `ctx.old`, `ctx.new` and `ctx.diff` are the field's.
+    pub fn on_field<F, Fut>(&mut self, resource: &Resource, path: &str, f: F) -> &mut Handler
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let handler = self.register(resource, Reason::Update, f);
+        handler.field = Some(path.split('.').map(String::from).collect());
+        handler.id = format!("{}/{path}", handler.id);
+        handler
+    }
+
+    /// Runs until `stop` completes: checks every resource through discovery,
+    /// then watches each and handles its objects.
+    ///
+    /// # Errors
+    /// [`OperatorError`] when nothing is registered or a resource is not served.
+    pub async fn run(
+        self,
+        client: Client,
+        settings: Settings,
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), OperatorError> {
+        if self.registry.handlers.is_empty() {
+            return Err(OperatorError::NoHandlers);
+        }
+        let poster = crate::posting::start(client.clone());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        for resource in self.registry.resources() {
+            let (api_resource, status_subresource) = discover(&client, &resource)
+                .await
+                .map_err(|source| OperatorError::UnknownResource {
+                    resource: resource.clone(),
+                    source,
+                })?;
+            let shared = Arc::new(Shared {
+                client: client.clone(),
+                handlers: self.registry.for_resource(&resource),
+                resource,
+                api_resource,
+                status_subresource,
+                settings: settings.clone(),
+                poster: poster.clone(),
+            });
+            let namespaces: Vec<Option<String>> = if settings.watching.namespaces.is_empty() {
+                vec![None]
+            } else {
+                settings.watching.namespaces.iter().cloned().map(Some).collect()
+            };
+            for ns in namespaces {
+                tasks.spawn(watch_resource(shared.clone(), ns, stop_rx.clone()));
+            }
+        }
+        stop.await;
+        let _ = stop_tx.send(true);
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! Posting log lines as Kubernetes Events (core/v1), the way Kopf does:
+//! reason `Logging`, type by level, `reportingComponent: kopf`, messages
+//! over 1024 characters shortened in the middle.
+//!
+//! An engine: it only needs a client and the involved object.
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Event;
+use kube::{api::PostParams, Api, Client};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::handling::{Level, LogLine};
+
+/// One event to post.
+#[derive(Debug)]
+pub(crate) struct Posting {
+    pub(crate) involved: Value,
+    pub(crate) line: LogLine,
+}
+
+fn shorten(message: &str) -> String {
+    if message.chars().count() <= 1024 {
+        return message.to_string();
+    }
+    let chars: Vec<char> = message.chars().collect();
+    let head: String = chars[..510].iter().collect();
+    let tail: String = chars[chars.len() - 511..].iter().collect();
+    format!("{head}...{tail}")
+}
+
+fn event_body(involved: &Value, line: &LogLine, now: Timestamp) -> Option<Event> {
+    let meta = involved.get("metadata")?;
+    let namespace = meta
+        .get("namespace")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default");
+    let kind_type = match line.level {
+        Level::Debug => "Debug",
+        Level::Info => "Normal",
+        Level::Warning => "Warning",
+        Level::Error => "Error",
+    };
+    let time = crate::storage::format_time(now);
+    let body = json!({
+        "metadata": {"namespace": namespace, "generateName": "kopf-event-"},
+        "action": "Action",
+        "type": kind_type,
+        "reason": "Logging",
+        "message": shorten(&line.message),
+        "reportingComponent": "kopf",
+        "reportingInstance": "dev",
+        "source": {"component": "kopf"},
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion"),
+            "kind": involved.get("kind"),
+            "name": meta.get("name"),
+            "uid": meta.get("uid"),
+            "namespace": meta.get("namespace"),
+        },
+        "firstTimestamp": time,
+        "lastTimestamp": time,
+        "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string(),
+    });
+    serde_json::from_value(body).ok()
+}
+
+/// Starts the poster: a task posting events in order; returns its inbox.
+pub(crate) fn start(client: Client) -> mpsc::UnboundedSender<Posting> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Posting>();
+    tokio::spawn(async move {
+        while let Some(p) = rx.recv().await {
+            let Some(event) = event_body(&p.involved, &p.line, Timestamp::now()) else {
+                continue;
+            };
+            let namespace = event.metadata.namespace.clone().unwrap_or_default();
+            let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
+            if let Err(e) = api.create(&PostParams::default(), &event).await {
+                tracing::warn!("Failed to post an event: {e}");
+            }
+        }
+    });
+    tx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_should_look_like_kopfs() {
+        let involved = json!({"apiVersion": "kopf.dev/v1", "kind": "KopfExample",
+                              "metadata": {"name": "x", "namespace": "ns", "uid": "u"}});
+        let line = LogLine { level: Level::Info, message: "Handler 'create_fn' succeeded.".into() };
+        let e = event_body(&involved, &line, Timestamp::UNIX_EPOCH).unwrap();
+        assert_eq!(e.type_.as_deref(), Some("Normal"));
+        assert_eq!(e.reason.as_deref(), Some("Logging"));
+        assert_eq!(e.involved_object.kind.as_deref(), Some("KopfExample"));
+        assert_eq!(e.metadata.generate_name.as_deref(), Some("kopf-event-"));
+        assert_eq!(shorten(&"a".repeat(2000)).len(), 1024);
+    }
+}

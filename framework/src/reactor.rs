@@ -1,0 +1,281 @@
+//! The reactor: one watcher per resource, a worker per object, and the
+//! application of what processing decided.
+//!
+//! Each object's events go to its own worker through a `watch` channel, so
+//! only the latest state is processed (events batch for a short window);
+//! objects are processed in parallel, one worker at a time per object. After
+//! its own patch, a worker waits until the watch stream shows that
+//! resourceVersion (or a later one) before it processes the object again,
+//! so a handler never runs twice for one change.
+
+use std::{collections::HashMap, sync::Arc};
+
+use futures::StreamExt;
+use kube::{
+    api::{ApiResource, DynamicObject, Patch as KubePatch, PatchParams},
+    runtime::{watcher, WatchStreamExt},
+    Api, Client,
+};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    handling::{Logger, Memo},
+    posting::Posting,
+    processing::{process, Inputs},
+    registry::{Handler, Resource},
+    settings::Settings,
+};
+
+/// What a worker is told about its object.
+#[derive(Clone, Debug)]
+enum Seen {
+    /// The object's latest state; `true` while the initial listing runs.
+    Object(Arc<Value>, bool),
+    /// The object is gone.
+    Gone,
+}
+
+/// Everything the workers of one resource share.
+pub(crate) struct Shared {
+    pub(crate) client: Client,
+    pub(crate) resource: Resource,
+    pub(crate) api_resource: ApiResource,
+    pub(crate) status_subresource: bool,
+    pub(crate) handlers: Vec<Handler>,
+    pub(crate) settings: Settings,
+    pub(crate) poster: mpsc::UnboundedSender<Posting>,
+}
+
+fn rv_of(body: &Value) -> Option<&str> {
+    body.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+}
+
+/// Whether `seen` is at least the resourceVersion `expected`.
+fn reached(seen: Option<&str>, expected: &str) -> bool {
+    match (seen.and_then(|s| s.parse::<u64>().ok()), expected.parse::<u64>().ok()) {
+        (Some(s), Some(e)) => s >= e,
+        _ => seen == Some(expected),
+    }
+}
+
+/// Watches one resource (in one namespace, or all) until `stop` fires.
+pub(crate) async fn watch_resource(shared: Arc<Shared>, namespace: Option<String>, mut stop: watch::Receiver<bool>) {
+    let api: Api<DynamicObject> = match &namespace {
+        Some(ns) => Api::namespaced_with(shared.client.clone(), ns, &shared.api_resource),
+        None => Api::all_with(shared.client.clone(), &shared.api_resource),
+    };
+    let mut stream = Box::pin(watcher(api, watcher::Config::default()).default_backoff());
+    let mut workers: HashMap<String, watch::Sender<Seen>> = HashMap::new();
+    let mut listing = false;
+    loop {
+        let event = tokio::select! {
+            event = stream.next() => event,
+            _ = stop.changed() => break,
+        };
+        let Some(event) = event else { break };
+        let (obj, initial, gone) = match event {
+            Ok(watcher::Event::Init) => {
+                listing = true;
+                continue;
+            }
+            Ok(watcher::Event::InitDone) => {
+                listing = false;
+                continue;
+            }
+            Ok(watcher::Event::InitApply(o)) => (o, true, false),
+            Ok(watcher::Event::Apply(o)) => (o, listing, false),
+            Ok(watcher::Event::Delete(o)) => (o, false, true),
+            Err(e) => {
+                tracing::warn!("Watching {} failed; retrying: {e}", shared.resource);
+                continue;
+            }
+        };
+        let key = format!(
+            "{}/{}",
+            obj.metadata.namespace.clone().unwrap_or_default(),
+            obj.metadata.name.clone().unwrap_or_default()
+        );
+        let body = match serde_json::to_value(&obj) {
+            Ok(b) => Arc::new(b),
+            Err(_) => continue,
+        };
+        let seen = if gone { Seen::Gone } else { Seen::Object(body, initial) };
+        if let Some(tx) = workers.get(&key) {
+            if tx.send(seen.clone()).is_ok() {
+                continue;
+            }
+        }
+        if gone {
+            workers.remove(&key);
+            continue;
+        }
+        let (tx, rx) = watch::channel(seen);
+        workers.insert(key, tx);
+        tokio::spawn(worker(shared.clone(), rx, stop.clone()));
+    }
+}
+
+/// Handles one object until it is gone or the operator stops.
+async fn worker(shared: Arc<Shared>, mut rx: watch::Receiver<Seen>, mut stop: watch::Receiver<bool>) {
+    let memo = Memo::default();
+    let mut wake: Option<tokio::time::Instant> = None;
+    let mut awaiting: Option<(String, tokio::time::Instant)> = None;
+    let mut first = true;
+    let mut last_seen = String::new();
+    loop {
+        if !first {
+            let sleep_until = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return },
+                _ = sleep_until => { wake = None; }
+                _ = stop.changed() => return,
+            }
+        }
+        first = false;
+        // Batch: let more events for this object arrive, keep only the latest.
+        tokio::time::sleep(shared.settings.batching.batch_window).await;
+        let seen = rx.borrow_and_update().clone();
+        let (body, initial) = match seen {
+            Seen::Gone => {
+                tracing::debug!("{last_seen} Deleted, really deleted, and we are notified.");
+                return;
+            }
+            Seen::Object(body, initial) => (body, initial),
+        };
+        if let Some((expected, deadline)) = &awaiting {
+            if !reached(rv_of(&body), expected) && tokio::time::Instant::now() < *deadline {
+                continue;
+            }
+            awaiting = None;
+        }
+        let namespace = body.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name = body.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let logger = Logger::new(&namespace, &name);
+        last_seen = if namespace.is_empty() { format!("[{name}]") } else { format!("[{namespace}/{name}]") };
+        let settings = &shared.settings;
+        let decision = process(
+            &body,
+            Inputs {
+                resource: &shared.resource,
+                handlers: &shared.handlers,
+                progress: &settings.persistence.progress,
+                diffbase: &settings.persistence.diffbase,
+                finalizer: &settings.persistence.finalizer,
+                backoff: settings.execution.default_backoff,
+                initial,
+                now: settings.clock.now(),
+                logger: &logger,
+                memo: &memo,
+            },
+        )
+        .await;
+        if settings.posting.enabled && !(shared.resource.group.is_empty() && shared.resource.plural == "events") {
+            for line in logger.drain() {
+                if line.level >= settings.posting.level {
+                    let _ = shared.poster.send(Posting {
+                        involved: (*body).clone(),
+                        line,
+                    });
+                }
+            }
+        }
+        wake = decision.delay.map(|d| tokio::time::Instant::now() + d);
+        if decision.patch.is_empty() {
+            continue;
+        }
+        match apply(&shared, &namespace, &name, decision.patch).await {
+            Ok(Some(rv)) => {
+                awaiting = Some((rv, tokio::time::Instant::now() + settings.batching.patch_wait));
+            }
+            Ok(None) => {}
+            Err(Failure::Gone) => return,
+            Err(Failure::Conflict) => {
+                // Someone changed the object in between; its next event re-triggers us.
+                tracing::debug!("[{namespace}/{name}] Patching conflicted; will retry with the newer version.");
+            }
+            Err(Failure::Other(e)) => {
+                tracing::error!("[{namespace}/{name}] Patching failed: {e}");
+                let throttle = tokio::time::Instant::now() + settings.execution.error_throttle;
+                wake = Some(wake.map_or(throttle, |w| w.min(throttle)));
+            }
+        }
+    }
+}
+
+enum Failure {
+    Gone,
+    Conflict,
+    Other(kube::Error),
+}
+
+/// Applies a merge patch (the status part through `/status` when the
+/// resource has that subresource); returns the last resourceVersion written.
+async fn apply(shared: &Shared, namespace: &str, name: &str, mut patch: crate::structs::Patch) -> Result<Option<String>, Failure> {
+    let api: Api<DynamicObject> = if namespace.is_empty() {
+        Api::all_with(shared.client.clone(), &shared.api_resource)
+    } else {
+        Api::namespaced_with(shared.client.clone(), namespace, &shared.api_resource)
+    };
+    let classify = |e: kube::Error| match &e {
+        kube::Error::Api(s) if s.code == 404 => Failure::Gone,
+        kube::Error::Api(s) if s.code == 409 => Failure::Conflict,
+        _ => Failure::Other(e),
+    };
+    let params = PatchParams::default();
+    let mut rv = None;
+    let status = if shared.status_subresource { patch.take_status() } else { None };
+    if !patch.is_empty() {
+        let done = api.patch(name, &params, &KubePatch::Merge(patch.to_value())).await.map_err(classify)?;
+        rv = done.metadata.resource_version;
+    }
+    if let Some(status) = status {
+        let done = api
+            .patch_status(name, &params, &KubePatch::Merge(serde_json::json!({"status": status})))
+            .await
+            .map_err(classify)?;
+        rv = done.metadata.resource_version;
+    }
+    Ok(rv)
+}
+
+/// Finds whether `resource` has a `/status` subresource, through discovery.
+pub(crate) async fn discover(client: &Client, resource: &Resource) -> Result<(ApiResource, bool), kube::Error> {
+    let list = if resource.group.is_empty() {
+        client.list_core_api_resources(&resource.version).await?
+    } else {
+        client.list_api_group_resources(&resource.api_version()).await?
+    };
+    let main = list.resources.iter().find(|r| r.name == resource.plural);
+    let kind = main.map(|r| r.kind.clone()).unwrap_or_default();
+    let status = list.resources.iter().any(|r| r.name == format!("{}/status", resource.plural));
+    let ar = ApiResource {
+        group: resource.group.clone(),
+        version: resource.version.clone(),
+        api_version: resource.api_version(),
+        kind,
+        plural: resource.plural.clone(),
+    };
+    match main {
+        Some(_) => Ok((ar, status)),
+        None => Err(kube::Error::Discovery(kube::error::DiscoveryError::MissingResource(resource.plural.clone()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_versions_should_compare_numerically_when_possible() {
+        assert!(reached(Some("10"), "9"));
+        assert!(!reached(Some("9"), "10"));
+        assert!(reached(Some("abc"), "abc"));
+        assert!(!reached(None, "1"));
+    }
+}

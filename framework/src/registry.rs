@@ -1,0 +1,347 @@
+//! The registry: handlers declared by the user, with their resource, reason,
+//! filters and options, and the selection of the handlers a cause needs.
+//!
+//! Knows `structs` (bodies) and `handling` (the context and result types a
+//! handler function has); never does I/O.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::handling::{Context, HandlerResult};
+
+/// A resource to handle: `group/version/plural` (group "" for the core API).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Resource {
+    /// API group.
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Plural name.
+    pub plural: String,
+}
+
+impl Resource {
+    /// `group/version/plural`.
+    pub fn new(group: &str, version: &str, plural: &str) -> Self {
+        Resource {
+            group: group.into(),
+            version: version.into(),
+            plural: plural.into(),
+        }
+    }
+
+    /// `apiVersion` of the resource.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.group.is_empty() {
+            write!(f, "{}/{}", self.version, self.plural)
+        } else {
+            write!(f, "{}/{}/{}", self.group, self.version, self.plural)
+        }
+    }
+}
+
+/// Why a handler runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The object is new (no diff-base).
+    Create,
+    /// The object's essence changed.
+    Update,
+    /// The object is being deleted.
+    Delete,
+    /// The operator (re)started and found the object unchanged.
+    Resume,
+}
+
+impl Reason {
+    /// `create`, `update`, `delete`, `resume` (Kopf's purpose names).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Create => "create",
+            Reason::Update => "update",
+            Reason::Delete => "delete",
+            Reason::Resume => "resume",
+        }
+    }
+
+    /// `creation`, `updating`, `deletion`, `resuming` (Kopf's cause titles).
+    pub fn title(self) -> &'static str {
+        match self {
+            Reason::Create => "creation",
+            Reason::Update => "updating",
+            Reason::Delete => "deletion",
+            Reason::Resume => "resuming",
+        }
+    }
+}
+
+/// What to do with errors other than `Permanent` and `Temporary`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ErrorsMode {
+    /// Retry after the backoff (the default).
+    #[default]
+    Temporary,
+    /// Fail for good.
+    Permanent,
+    /// Log and treat as done.
+    Ignored,
+}
+
+/// A label or annotation filter.
+#[derive(Clone)]
+pub enum MetaFilter {
+    /// Must have exactly this value.
+    Value(String),
+    /// Must be present.
+    Present,
+    /// Must be absent.
+    Absent,
+    /// Must satisfy this predicate (given the value, if present).
+    Predicate(Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>),
+}
+
+impl MetaFilter {
+    fn accepts(&self, value: Option<&str>) -> bool {
+        match self {
+            MetaFilter::Value(v) => value == Some(v.as_str()),
+            MetaFilter::Present => value.is_some(),
+            MetaFilter::Absent => value.is_none(),
+            MetaFilter::Predicate(p) => p(value),
+        }
+    }
+}
+
+impl fmt::Debug for MetaFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetaFilter::Value(v) => write!(f, "Value({v:?})"),
+            MetaFilter::Present => f.write_str("Present"),
+            MetaFilter::Absent => f.write_str("Absent"),
+            MetaFilter::Predicate(_) => f.write_str("Predicate(..)"),
+        }
+    }
+}
+
+/// A handler function, type-erased.
+pub(crate) type HandlerFn = Arc<dyn Fn(Context) -> BoxFuture<'static, HandlerResult> + Send + Sync>;
+
+/// A predicate over the whole body.
+pub(crate) type When = Arc<dyn Fn(&Value) -> bool + Send + Sync>;
+
+/// A registered handler and its options. Options are set with the builder
+/// methods returned by the `Operator::on_*` calls.
+#[derive(Clone)]
+pub struct Handler {
+    pub(crate) resource: Resource,
+    pub(crate) reason: Reason,
+    pub(crate) id: String,
+    pub(crate) func: HandlerFn,
+    pub(crate) retries: Option<u32>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) backoff: Option<Duration>,
+    pub(crate) errors: ErrorsMode,
+    pub(crate) optional: bool,
+    pub(crate) param: Option<Value>,
+    pub(crate) labels: Vec<(String, MetaFilter)>,
+    pub(crate) annotations: Vec<(String, MetaFilter)>,
+    pub(crate) when: Option<When>,
+    pub(crate) field: Option<Vec<String>>,
+}
+
+impl fmt::Debug for Handler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handler")
+            .field("resource", &self.resource)
+            .field("reason", &self.reason)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handler {
+    pub(crate) fn new(resource: Resource, reason: Reason, id: String, func: HandlerFn) -> Self {
+        Handler {
+            resource,
+            reason,
+            id,
+            func,
+            retries: None,
+            timeout: None,
+            backoff: None,
+            errors: ErrorsMode::Temporary,
+            optional: false,
+            param: None,
+            labels: Vec::new(),
+            annotations: Vec::new(),
+            when: None,
+            field: None,
+        }
+    }
+
+    /// The handler's id (the key of its progress record and status field).
+    pub fn id(&mut self, id: &str) -> &mut Self {
+        self.id = id.into();
+        self
+    }
+
+    /// At most this many attempts; then a permanent failure.
+    pub fn retries(&mut self, n: u32) -> &mut Self {
+        self.retries = Some(n);
+        self
+    }
+
+    /// Give up (permanently) once this long has passed since the first attempt.
+    pub fn timeout(&mut self, t: Duration) -> &mut Self {
+        self.timeout = Some(t);
+        self
+    }
+
+    /// Delay between attempts after an unexpected error (default: the
+    /// settings' backoff, 60 s).
+    pub fn backoff(&mut self, d: Duration) -> &mut Self {
+        self.backoff = Some(d);
+        self
+    }
+
+    /// What unexpected errors mean.
+    pub fn errors(&mut self, mode: ErrorsMode) -> &mut Self {
+        self.errors = mode;
+        self
+    }
+
+    /// For delete handlers: do not add a finalizer for this handler (it runs
+    /// only if something else holds the object).
+    pub fn optional(&mut self, optional: bool) -> &mut Self {
+        self.optional = optional;
+        self
+    }
+
+    /// A value passed to the handler as `ctx.param`.
+    pub fn param(&mut self, param: Value) -> &mut Self {
+        self.param = Some(param);
+        self
+    }
+
+    /// Only objects whose label `key` passes `filter`.
+    pub fn label(&mut self, key: &str, filter: MetaFilter) -> &mut Self {
+        self.labels.push((key.into(), filter));
+        self
+    }
+
+    /// Only objects whose annotation `key` passes `filter`.
+    pub fn annotation(&mut self, key: &str, filter: MetaFilter) -> &mut Self {
+        self.annotations.push((key.into(), filter));
+        self
+    }
+
+    /// Only objects for which `when` is true.
+    pub fn when(&mut self, when: impl Fn(&Value) -> bool + Send + Sync + 'static) -> &mut Self {
+        self.when = Some(Arc::new(when));
+        self
+    }
+
+    /// Whether the handler's filters accept `body`.
+    pub(crate) fn matches(&self, body: &Value) -> bool {
+        let meta = |section: &str, key: &str| -> Option<String> {
+            body.get("metadata")
+                .and_then(|m| m.get(section))
+                .and_then(|m| m.get(key))
+                .and_then(Value::as_str)
+                .map(String::from)
+        };
+        self.labels.iter().all(|(k, f)| f.accepts(meta("labels", k).as_deref()))
+            && self
+                .annotations
+                .iter()
+                .all(|(k, f)| f.accepts(meta("annotations", k).as_deref()))
+            && self.when.as_ref().is_none_or(|w| w(body))
+    }
+}
+
+/// The default id for a handler function: the last segment of its Rust path
+/// (`my_operator::create_fn` gives `create_fn`); closures have no usable
+/// name, so they get `<reason>_handler_<n>` unless given an id.
+pub(crate) fn default_id<F>(reason: Reason, n: usize) -> String {
+    let name = std::any::type_name::<F>();
+    let last = name.rsplit("::").next().unwrap_or(name);
+    if name.contains("{{closure}}") || last.contains('{') || last.is_empty() {
+        format!("{}_handler_{n}", reason.as_str())
+    } else {
+        last.to_string()
+    }
+}
+
+/// All handlers of an operator.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    pub(crate) handlers: Vec<Handler>,
+}
+
+impl Registry {
+    /// The resources that have handlers, in registration order.
+    pub fn resources(&self) -> Vec<Resource> {
+        let mut out: Vec<Resource> = Vec::new();
+        for h in &self.handlers {
+            if !out.contains(&h.resource) {
+                out.push(h.resource.clone());
+            }
+        }
+        out
+    }
+
+    /// The handlers of `resource`.
+    pub(crate) fn for_resource(&self, resource: &Resource) -> Vec<Handler> {
+        self.handlers
+            .iter()
+            .filter(|h| &h.resource == resource)
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn create_fn() {}
+
+    #[test]
+    fn default_ids_should_come_from_function_names() {
+        fn id_of<F>(_: F) -> String {
+            default_id::<F>(Reason::Create, 1)
+        }
+        assert_eq!(id_of(create_fn), "create_fn");
+        assert_eq!(id_of(|| ()), "create_handler_1");
+    }
+
+    #[test]
+    fn filters_should_check_labels_annotations_and_predicates() {
+        let f: HandlerFn = Arc::new(|_ctx| Box::pin(async { Ok(None) }));
+        let mut h = Handler::new(Resource::new("kopf.dev", "v1", "kopfexamples"), Reason::Create, "x".into(), f);
+        h.label("app", MetaFilter::Value("web".into()))
+            .label("skip", MetaFilter::Absent)
+            .annotation("note", MetaFilter::Present)
+            .when(|b| b["spec"]["size"].as_i64().unwrap_or(0) > 1);
+        let ok = json!({"metadata": {"labels": {"app": "web"}, "annotations": {"note": ""}}, "spec": {"size": 2}});
+        assert!(h.matches(&ok));
+        let mut bad = ok.clone();
+        bad["metadata"]["labels"]["skip"] = json!("1");
+        assert!(!h.matches(&bad));
+        let mut small = ok.clone();
+        small["spec"]["size"] = json!(1);
+        assert!(!h.matches(&small));
+    }
+}
