@@ -82,7 +82,11 @@ pub struct Memo(Arc<Mutex<HashMap<String, Value>>>);
 impl Memo {
     /// The value stored under `key`.
     pub fn get(&self, key: &str) -> Option<Value> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
     }
 
     /// Stores `value` under `key`.
@@ -217,12 +221,18 @@ pub struct PatchHandle(Arc<Mutex<Patch>>);
 impl PatchHandle {
     /// Sets the value at `path` (e.g. `["status", "phase"]`).
     pub fn set(&self, path: &[&str], value: Value) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).set(path, value);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set(path, value);
     }
 
     /// Merges a merge patch.
     pub fn merge(&self, patch: &Value) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).merge(patch);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .merge(patch);
     }
 
     pub(crate) fn take(&self) -> Patch {
@@ -253,22 +263,35 @@ impl Context {
 
     /// `metadata.name`.
     pub fn name(&self) -> &str {
-        self.meta().get("name").and_then(Value::as_str).unwrap_or_default()
+        self.meta()
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 
     /// `metadata.namespace` ("" for cluster-scoped objects).
     pub fn namespace(&self) -> &str {
-        self.meta().get("namespace").and_then(Value::as_str).unwrap_or_default()
+        self.meta()
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 
     /// `metadata.uid`.
     pub fn uid(&self) -> &str {
-        self.meta().get("uid").and_then(Value::as_str).unwrap_or_default()
+        self.meta()
+            .get("uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 
     /// `metadata.labels`.
     pub fn labels(&self) -> Map<String, Value> {
-        self.meta().get("labels").and_then(Value::as_object).cloned().unwrap_or_default()
+        self.meta()
+            .get("labels")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// `metadata.annotations`.
@@ -319,8 +342,14 @@ pub(crate) async fn attempt(
     }
     if let Some(timeout) = limits.timeout {
         if runtime >= timeout {
-            logger.error(format!("{label} has timed out after {}.", fmt_duration(runtime)));
-            return Outcome::Failure(format!("{label} has timed out after {}.", fmt_duration(runtime)));
+            logger.error(format!(
+                "{label} has timed out after {}.",
+                fmt_duration(runtime)
+            ));
+            return Outcome::Failure(format!(
+                "{label} has timed out after {}.",
+                fmt_duration(runtime)
+            ));
         }
     }
     logger.debug(format!("{label} is invoked."));
@@ -361,7 +390,9 @@ pub(crate) async fn attempt(
             let delay = delay.unwrap_or(limits.backoff);
             match exceeds(delay) {
                 Some(why) => {
-                    logger.error(format!("{label} failed temporarily but will {why}: {message}"));
+                    logger.error(format!(
+                        "{label} failed temporarily but will {why}: {message}"
+                    ));
                     Outcome::Failure(message)
                 }
                 None => {
@@ -372,11 +403,15 @@ pub(crate) async fn attempt(
         }
         Err(HandlerError::Other(e)) => match limits.errors {
             crate::registry::ErrorsMode::Ignored => {
-                logger.error(format!("{label} failed with an exception and will ignore it: {e}"));
+                logger.error(format!(
+                    "{label} failed with an exception and will ignore it: {e}"
+                ));
                 Outcome::Success(None)
             }
             crate::registry::ErrorsMode::Permanent => {
-                logger.error(format!("{label} failed with an exception and will stop now: {e}"));
+                logger.error(format!(
+                    "{label} failed with an exception and will stop now: {e}"
+                ));
                 Outcome::Failure(e)
             }
             crate::registry::ErrorsMode::Temporary => match exceeds(limits.backoff) {
@@ -457,20 +492,83 @@ mod tests {
     #[tokio::test]
     async fn outcomes_should_follow_kopf_rules() {
         let ok = handler(|| Ok(Some(serde_json::json!({"m": 1}))));
-        assert_eq!(attempt(&ok, ctx(0, Duration::ZERO), &limits(None, ErrorsMode::Temporary), "Handler 'h'").await, Outcome::Success(Some(serde_json::json!({"m": 1}))));
+        assert_eq!(
+            attempt(
+                &ok,
+                ctx(0, Duration::ZERO),
+                &limits(None, ErrorsMode::Temporary),
+                "Handler 'h'"
+            )
+            .await,
+            Outcome::Success(Some(serde_json::json!({"m": 1})))
+        );
         let other = handler(|| Err(HandlerError::Other("boom".into())));
         assert_eq!(
-            attempt(&other, ctx(0, Duration::ZERO), &limits(None, ErrorsMode::Temporary), "Handler 'h'").await,
-            Outcome::Retry { delay: Duration::from_secs(60), message: "boom".into() }
+            attempt(
+                &other,
+                ctx(0, Duration::ZERO),
+                &limits(None, ErrorsMode::Temporary),
+                "Handler 'h'"
+            )
+            .await,
+            Outcome::Retry {
+                delay: Duration::from_secs(60),
+                message: "boom".into()
+            }
         );
-        assert_eq!(attempt(&other, ctx(0, Duration::ZERO), &limits(None, ErrorsMode::Permanent), "Handler 'h'").await, Outcome::Failure("boom".into()));
-        assert_eq!(attempt(&other, ctx(0, Duration::ZERO), &limits(None, ErrorsMode::Ignored), "Handler 'h'").await, Outcome::Success(None));
-        assert_eq!(attempt(&other, ctx(2, Duration::ZERO), &limits(Some(3), ErrorsMode::Temporary), "Handler 'h'").await, Outcome::Failure("boom".into()));
-        assert!(matches!(attempt(&ok, ctx(3, Duration::ZERO), &limits(Some(3), ErrorsMode::Temporary), "Handler 'h'").await, Outcome::Failure(_)));
+        assert_eq!(
+            attempt(
+                &other,
+                ctx(0, Duration::ZERO),
+                &limits(None, ErrorsMode::Permanent),
+                "Handler 'h'"
+            )
+            .await,
+            Outcome::Failure("boom".into())
+        );
+        assert_eq!(
+            attempt(
+                &other,
+                ctx(0, Duration::ZERO),
+                &limits(None, ErrorsMode::Ignored),
+                "Handler 'h'"
+            )
+            .await,
+            Outcome::Success(None)
+        );
+        assert_eq!(
+            attempt(
+                &other,
+                ctx(2, Duration::ZERO),
+                &limits(Some(3), ErrorsMode::Temporary),
+                "Handler 'h'"
+            )
+            .await,
+            Outcome::Failure("boom".into())
+        );
+        assert!(matches!(
+            attempt(
+                &ok,
+                ctx(3, Duration::ZERO),
+                &limits(Some(3), ErrorsMode::Temporary),
+                "Handler 'h'"
+            )
+            .await,
+            Outcome::Failure(_)
+        ));
         let temp = handler(|| Err(HandlerError::temporary("later", Duration::from_secs(5))));
         assert_eq!(
-            attempt(&temp, ctx(0, Duration::ZERO), &limits(None, ErrorsMode::Permanent), "Handler 'h'").await,
-            Outcome::Retry { delay: Duration::from_secs(5), message: "later".into() }
+            attempt(
+                &temp,
+                ctx(0, Duration::ZERO),
+                &limits(None, ErrorsMode::Permanent),
+                "Handler 'h'"
+            )
+            .await,
+            Outcome::Retry {
+                delay: Duration::from_secs(5),
+                message: "later".into()
+            }
         );
     }
 
@@ -479,14 +577,27 @@ mod tests {
         let boom = handler(|| panic!("kaboom"));
         let c = ctx(0, Duration::ZERO);
         let logger = c.logger.clone();
-        let outcome = attempt(&boom, c, &limits(None, ErrorsMode::Temporary), "Handler 'h'").await;
-        assert!(matches!(outcome, Outcome::Retry { ref message, .. } if message.contains("kaboom")));
-        assert!(logger.drain().iter().any(|l| l.message.starts_with("Handler 'h' failed with an exception and will try again in 60 seconds")));
+        let outcome = attempt(
+            &boom,
+            c,
+            &limits(None, ErrorsMode::Temporary),
+            "Handler 'h'",
+        )
+        .await;
+        assert!(
+            matches!(outcome, Outcome::Retry { ref message, .. } if message.contains("kaboom"))
+        );
+        assert!(logger.drain().iter().any(|l| l
+            .message
+            .starts_with("Handler 'h' failed with an exception and will try again in 60 seconds")));
     }
 
     #[test]
     fn durations_should_print_like_timedelta() {
-        assert_eq!(fmt_duration(Duration::from_micros(60_123_456)), "0:01:00.123456");
+        assert_eq!(
+            fmt_duration(Duration::from_micros(60_123_456)),
+            "0:01:00.123456"
+        );
         assert_eq!(fmt_duration(Duration::from_secs(3601)), "1:00:01");
     }
 }

@@ -22,6 +22,7 @@
 //! - `operator`, `settings`: the public shell.
 #![deny(missing_docs)]
 
+mod cli;
 mod handling;
 mod operator;
 mod posting;
@@ -32,7 +33,10 @@ mod settings;
 pub mod storage;
 pub mod structs;
 
-pub use handling::{Context, HandlerError, HandlerResult, Level, LogLine, Logger, Memo, PatchHandle};
+pub use cli::{run, RunError};
+pub use handling::{
+    Context, HandlerError, HandlerResult, Level, LogLine, Logger, Memo, PatchHandle,
+};
 pub use operator::{Operator, OperatorError};
-pub use registry::{ErrorsMode, Handler, MetaFilter, Reason, Registry, Resource};
+pub use registry::{ErrorsMode, Handler, MetaFilter, Reason, Registry, Resource, ValuePredicate};
 pub use settings::{Batching, Clock, Execution, Persistence, Posting, Settings, Watching};

@@ -21,10 +21,10 @@ pub enum OperatorError {
     #[error("resource {resource} is not served by the cluster: {source}")]
     UnknownResource {
         /// The resource.
-        resource: Resource,
+        resource: Box<Resource>,
         /// Discovery's answer.
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// No handlers were registered.
     #[error("no handlers are registered")]
@@ -143,11 +143,12 @@ impl Operator {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         for resource in self.registry.resources() {
-            let (api_resource, status_subresource) = discover(&client, &resource)
-                .await
-                .map_err(|source| OperatorError::UnknownResource {
-                    resource: resource.clone(),
-                    source,
+            let (api_resource, status_subresource) =
+                discover(&client, &resource).await.map_err(|source| {
+                    OperatorError::UnknownResource {
+                        resource: Box::new(resource.clone()),
+                        source: Box::new(source),
+                    }
                 })?;
             let shared = Arc::new(Shared {
                 client: client.clone(),
@@ -161,7 +162,13 @@ impl Operator {
             let namespaces: Vec<Option<String>> = if settings.watching.namespaces.is_empty() {
                 vec![None]
             } else {
-                settings.watching.namespaces.iter().cloned().map(Some).collect()
+                settings
+                    .watching
+                    .namespaces
+                    .iter()
+                    .cloned()
+                    .map(Some)
+                    .collect()
             };
             for ns in namespaces {
                 tasks.spawn(watch_resource(shared.clone(), ns, stop_rx.clone()));

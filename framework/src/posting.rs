@@ -92,7 +92,10 @@ mod tests {
     fn events_should_look_like_kopfs() {
         let involved = json!({"apiVersion": "kopf.dev/v1", "kind": "KopfExample",
                               "metadata": {"name": "x", "namespace": "ns", "uid": "u"}});
-        let line = LogLine { level: Level::Info, message: "Handler 'create_fn' succeeded.".into() };
+        let line = LogLine {
+            level: Level::Info,
+            message: "Handler 'create_fn' succeeded.".into(),
+        };
         let e = event_body(&involved, &line, Timestamp::UNIX_EPOCH).unwrap();
         assert_eq!(e.type_.as_deref(), Some("Normal"));
         assert_eq!(e.reason.as_deref(), Some("Logging"));

@@ -44,7 +44,11 @@ pub(crate) struct Inputs<'a> {
 fn finalizers(body: &Value) -> Vec<String> {
     body.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -60,7 +64,9 @@ fn finalizer_patch(body: &Value, list: Vec<String>) -> Patch {
 
 /// Decides the cause for `body`.
 fn cause(body: &Value, inputs: &Inputs<'_>) -> Option<(Reason, Option<Value>, Value)> {
-    let deleting = body.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+    let deleting = body
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null());
     let new = inputs.diffbase.current(body, inputs.progress);
     if deleting {
         return finalizers(body)
@@ -79,7 +85,9 @@ fn cause(body: &Value, inputs: &Inputs<'_>) -> Option<(Reason, Option<Value>, Va
 /// Processes one object once.
 pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
     let logger = inputs.logger;
-    let deleting = body.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+    let deleting = body
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null());
     let present = finalizers(body);
     let has_finalizer = present.iter().any(|f| f == inputs.finalizer);
     let requires = inputs
@@ -97,7 +105,10 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
     }
     if !deleting && !requires && has_finalizer {
         logger.debug("Removing the finalizer, as there are no handlers requiring it.");
-        let list = present.into_iter().filter(|f| f != inputs.finalizer).collect();
+        let list = present
+            .into_iter()
+            .filter(|f| f != inputs.finalizer)
+            .collect();
         return Decision {
             patch: finalizer_patch(body, list),
             delay: None,
@@ -107,7 +118,9 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
         if deleting {
             logger.debug("Deletion, but we are done with it, and we do not care.");
         } else {
-            logger.debug("Something has changed, but we are not interested (the essence is the same).");
+            logger.debug(
+                "Something has changed, but we are not interested (the essence is the same).",
+            );
         }
         return Decision::default();
     };
@@ -119,8 +132,12 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
             let wanted = match reason {
                 Reason::Resume => h.reason == Reason::Resume,
                 Reason::Delete => h.reason == Reason::Delete,
-                Reason::Create => h.reason == Reason::Create || (inputs.initial && h.reason == Reason::Resume),
-                Reason::Update => h.reason == Reason::Update || (inputs.initial && h.reason == Reason::Resume),
+                Reason::Create => {
+                    h.reason == Reason::Create || (inputs.initial && h.reason == Reason::Resume)
+                }
+                Reason::Update => {
+                    h.reason == Reason::Update || (inputs.initial && h.reason == Reason::Resume)
+                }
             };
             let field_ok = match (&h.field, reason) {
                 (Some(path), Reason::Update) => {
@@ -136,7 +153,11 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
         let title = reason.title();
         logger.debug(format!("{} is in progress: {}", capitalize(title), body));
         if reason != Reason::Delete {
-            logger.debug(format!("{} diff: {}", capitalize(title), serde_json::to_string(&changes).unwrap_or_default()));
+            logger.debug(format!(
+                "{} diff: {}",
+                capitalize(title),
+                serde_json::to_string(&changes).unwrap_or_default()
+            ));
         }
     }
     let mut patch = Patch::new();
@@ -154,7 +175,9 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
             continue;
         }
         let started = *record.started.get_or_insert(inputs.now);
-        record.purpose.get_or_insert_with(|| reason.as_str().to_string());
+        record
+            .purpose
+            .get_or_insert_with(|| reason.as_str().to_string());
         if let Some(due) = record.delayed {
             if due > inputs.now {
                 let wait = Duration::try_from(due.duration_since(inputs.now)).unwrap_or_default();
@@ -168,7 +191,9 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
             Some(path) => {
                 let p: Vec<&str> = path.iter().map(String::as_str).collect();
                 (
-                    old.as_ref().and_then(|o| crate::structs::resolve(o, &p)).cloned(),
+                    old.as_ref()
+                        .and_then(|o| crate::structs::resolve(o, &p))
+                        .cloned(),
                     crate::structs::resolve(&new, &p).cloned(),
                     reduce(&changes, &p),
                 )
@@ -197,7 +222,13 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
             backoff: handler.backoff.unwrap_or(inputs.backoff),
             errors: handler.errors,
         };
-        let outcome = attempt(&handler.func, ctx, &limits, &format!("Handler '{}'", handler.id)).await;
+        let outcome = attempt(
+            &handler.func,
+            ctx,
+            &limits,
+            &format!("Handler '{}'", handler.id),
+        )
+        .await;
         patch.merge(&handle.take().to_value());
         record.retries += 1;
         record.delayed = None;
@@ -238,13 +269,19 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
         inputs.progress.purge(body, &mut patch, &ids);
         if reason == Reason::Delete {
             logger.debug("Removing the finalizer, thus allowing the actual deletion.");
-            let list: Vec<String> = present.into_iter().filter(|f| f != inputs.finalizer).collect();
+            let list: Vec<String> = present
+                .into_iter()
+                .filter(|f| f != inputs.finalizer)
+                .collect();
             patch.merge(&finalizer_patch(body, list).to_value());
         } else if old.as_ref() != Some(&new) {
             inputs.diffbase.store(&mut patch, &new);
         }
     } else if let Some(d) = next_delay {
-        logger.debug(format!("Sleeping for {} seconds for the delayed handlers.", d.as_secs_f64()));
+        logger.debug(format!(
+            "Sleeping for {} seconds for the delayed handlers.",
+            d.as_secs_f64()
+        ));
     }
     Decision {
         patch,
@@ -262,30 +299,39 @@ fn capitalize(s: &str) -> String {
 
 #[cfg(test)]
 /// Reads the progress record of a handler (for tests).
-pub(crate) fn record_of(body: &Value, progress: &ProgressStorage, id: &str) -> Option<crate::storage::ProgressRecord> {
+pub(crate) fn record_of(
+    body: &Value,
+    progress: &ProgressStorage,
+    id: &str,
+) -> Option<crate::storage::ProgressRecord> {
     progress.fetch(body, id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        handling::HandlerError,
-        registry::HandlerFn,
-        structs::apply_patch,
-    };
+    use crate::{handling::HandlerError, registry::HandlerFn, structs::apply_patch};
     use std::sync::{
         atomic::{AtomicUsize, Ordering},
         Arc,
     };
 
-    fn handler(reason: Reason, id: &str, f: impl Fn() -> crate::handling::HandlerResult + Send + Sync + 'static) -> Handler {
+    fn handler(
+        reason: Reason,
+        id: &str,
+        f: impl Fn() -> crate::handling::HandlerResult + Send + Sync + 'static,
+    ) -> Handler {
         let f = Arc::new(f);
         let func: HandlerFn = Arc::new(move |_ctx| {
             let f = f.clone();
             Box::pin(async move { f() })
         });
-        Handler::new(Resource::new("kopf.dev", "v1", "kopfexamples"), reason, id.into(), func)
+        Handler::new(
+            Resource::new("kopf.dev", "v1", "kopfexamples"),
+            reason,
+            id.into(),
+            func,
+        )
     }
 
     async fn run(body: &Value, handlers: &[Handler], now: Timestamp, initial: bool) -> Decision {
@@ -330,8 +376,15 @@ mod tests {
         assert!(d.delay.is_none());
         apply_patch(&mut b, &d.patch.to_value());
         assert_eq!(b["status"]["create_fn"]["message"], "hello world");
-        assert!(b["metadata"]["annotations"]["kopf.zalando.org/last-handled-configuration"].is_string());
-        assert!(b["metadata"]["annotations"].get("kopf.zalando.org/create_fn").is_none(), "progress purged");
+        assert!(
+            b["metadata"]["annotations"]["kopf.zalando.org/last-handled-configuration"].is_string()
+        );
+        assert!(
+            b["metadata"]["annotations"]
+                .get("kopf.zalando.org/create_fn")
+                .is_none(),
+            "progress purged"
+        );
         // Seen again: nothing to do.
         let again = run(&b, &handlers, now, false).await;
         assert!(again.patch.is_empty());
@@ -339,7 +392,14 @@ mod tests {
         // A spec change is an update; no update handlers, so the diff-base moves on.
         b["spec"]["field"] = json!("other");
         let upd = run(&b, &handlers, now, false).await;
-        assert!(upd.patch.get(&["metadata", "annotations", "kopf.zalando.org/last-handled-configuration"]).is_some());
+        assert!(upd
+            .patch
+            .get(&[
+                "metadata",
+                "annotations",
+                "kopf.zalando.org/last-handled-configuration"
+            ])
+            .is_some());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
@@ -380,7 +440,10 @@ mod tests {
         let handlers = vec![handler(Reason::Delete, "delete_fn", || Ok(None))];
         let mut b = body();
         let d = run(&b, &handlers, Timestamp::UNIX_EPOCH, false).await;
-        assert_eq!(d.patch.get(&["metadata", "finalizers"]), Some(&json!(["kopf.zalando.org/KopfFinalizerMarker"])));
+        assert_eq!(
+            d.patch.get(&["metadata", "finalizers"]),
+            Some(&json!(["kopf.zalando.org/KopfFinalizerMarker"]))
+        );
         apply_patch(&mut b, &d.patch.to_value());
         b["metadata"]["deletionTimestamp"] = json!("2020-01-01T00:00:00Z");
         let d = run(&b, &handlers, Timestamp::UNIX_EPOCH, false).await;
@@ -388,19 +451,30 @@ mod tests {
         let mut optional = handler(Reason::Delete, "gentle", || Ok(None));
         optional.optional(true);
         let d = run(&body(), &[optional], Timestamp::UNIX_EPOCH, false).await;
-        assert!(d.patch.get(&["metadata", "finalizers"]).is_none(), "optional delete handlers add no finalizer");
+        assert!(
+            d.patch.get(&["metadata", "finalizers"]).is_none(),
+            "optional delete handlers add no finalizer"
+        );
     }
 
     #[tokio::test]
     async fn resume_should_run_on_first_sight_of_handled_objects() {
-        let handlers = vec![handler(Reason::Resume, "resume_fn", || Ok(Some(json!("resumed"))))];
+        let handlers = vec![handler(Reason::Resume, "resume_fn", || {
+            Ok(Some(json!("resumed")))
+        })];
         let mut b = body();
         let d = run(&b, &handlers, Timestamp::UNIX_EPOCH, true).await;
         apply_patch(&mut b, &d.patch.to_value());
-        assert_eq!(b["status"]["resume_fn"], "resumed", "a new object on start gets resume handlers too");
+        assert_eq!(
+            b["status"]["resume_fn"], "resumed",
+            "a new object on start gets resume handlers too"
+        );
         b["status"] = json!({});
         let d = run(&b, &handlers, Timestamp::UNIX_EPOCH, true).await;
-        assert_eq!(d.patch.get(&["status", "resume_fn"]), Some(&json!("resumed")));
+        assert_eq!(
+            d.patch.get(&["status", "resume_fn"]),
+            Some(&json!("resumed"))
+        );
         let d = run(&b, &handlers, Timestamp::UNIX_EPOCH, false).await;
         assert!(d.patch.is_empty());
     }

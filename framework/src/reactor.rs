@@ -48,19 +48,27 @@ pub(crate) struct Shared {
 }
 
 fn rv_of(body: &Value) -> Option<&str> {
-    body.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+    body.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
 }
 
 /// Whether `seen` is at least the resourceVersion `expected`.
 fn reached(seen: Option<&str>, expected: &str) -> bool {
-    match (seen.and_then(|s| s.parse::<u64>().ok()), expected.parse::<u64>().ok()) {
+    match (
+        seen.and_then(|s| s.parse::<u64>().ok()),
+        expected.parse::<u64>().ok(),
+    ) {
         (Some(s), Some(e)) => s >= e,
         _ => seen == Some(expected),
     }
 }
 
 /// Watches one resource (in one namespace, or all) until `stop` fires.
-pub(crate) async fn watch_resource(shared: Arc<Shared>, namespace: Option<String>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn watch_resource(
+    shared: Arc<Shared>,
+    namespace: Option<String>,
+    mut stop: watch::Receiver<bool>,
+) {
     let api: Api<DynamicObject> = match &namespace {
         Some(ns) => Api::namespaced_with(shared.client.clone(), ns, &shared.api_resource),
         None => Api::all_with(shared.client.clone(), &shared.api_resource),
@@ -100,7 +108,11 @@ pub(crate) async fn watch_resource(shared: Arc<Shared>, namespace: Option<String
             Ok(b) => Arc::new(b),
             Err(_) => continue,
         };
-        let seen = if gone { Seen::Gone } else { Seen::Object(body, initial) };
+        let seen = if gone {
+            Seen::Gone
+        } else {
+            Seen::Object(body, initial)
+        };
         if let Some(tx) = workers.get(&key) {
             if tx.send(seen.clone()).is_ok() {
                 continue;
@@ -117,7 +129,11 @@ pub(crate) async fn watch_resource(shared: Arc<Shared>, namespace: Option<String
 }
 
 /// Handles one object until it is gone or the operator stops.
-async fn worker(shared: Arc<Shared>, mut rx: watch::Receiver<Seen>, mut stop: watch::Receiver<bool>) {
+async fn worker(
+    shared: Arc<Shared>,
+    mut rx: watch::Receiver<Seen>,
+    mut stop: watch::Receiver<bool>,
+) {
     let memo = Memo::default();
     let mut wake: Option<tokio::time::Instant> = None;
     let mut awaiting: Option<(String, tokio::time::Instant)> = None;
@@ -154,10 +170,22 @@ async fn worker(shared: Arc<Shared>, mut rx: watch::Receiver<Seen>, mut stop: wa
             }
             awaiting = None;
         }
-        let namespace = body.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
-        let name = body.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let namespace = body
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let name = body
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let logger = Logger::new(&namespace, &name);
-        last_seen = if namespace.is_empty() { format!("[{name}]") } else { format!("[{namespace}/{name}]") };
+        last_seen = if namespace.is_empty() {
+            format!("[{name}]")
+        } else {
+            format!("[{namespace}/{name}]")
+        };
         let settings = &shared.settings;
         let decision = process(
             &body,
@@ -175,7 +203,9 @@ async fn worker(shared: Arc<Shared>, mut rx: watch::Receiver<Seen>, mut stop: wa
             },
         )
         .await;
-        if settings.posting.enabled && !(shared.resource.group.is_empty() && shared.resource.plural == "events") {
+        if settings.posting.enabled
+            && !(shared.resource.group.is_empty() && shared.resource.plural == "events")
+        {
             for line in logger.drain() {
                 if line.level >= settings.posting.level {
                     let _ = shared.poster.send(Posting {
@@ -191,13 +221,18 @@ async fn worker(shared: Arc<Shared>, mut rx: watch::Receiver<Seen>, mut stop: wa
         }
         match apply(&shared, &namespace, &name, decision.patch).await {
             Ok(Some(rv)) => {
-                awaiting = Some((rv, tokio::time::Instant::now() + settings.batching.patch_wait));
+                awaiting = Some((
+                    rv,
+                    tokio::time::Instant::now() + settings.batching.patch_wait,
+                ));
             }
             Ok(None) => {}
             Err(Failure::Gone) => return,
             Err(Failure::Conflict) => {
                 // Someone changed the object in between; its next event re-triggers us.
-                tracing::debug!("[{namespace}/{name}] Patching conflicted; will retry with the newer version.");
+                tracing::debug!(
+                    "[{namespace}/{name}] Patching conflicted; will retry with the newer version."
+                );
             }
             Err(Failure::Other(e)) => {
                 tracing::error!("[{namespace}/{name}] Patching failed: {e}");
@@ -216,7 +251,12 @@ enum Failure {
 
 /// Applies a merge patch (the status part through `/status` when the
 /// resource has that subresource); returns the last resourceVersion written.
-async fn apply(shared: &Shared, namespace: &str, name: &str, mut patch: crate::structs::Patch) -> Result<Option<String>, Failure> {
+async fn apply(
+    shared: &Shared,
+    namespace: &str,
+    name: &str,
+    mut patch: crate::structs::Patch,
+) -> Result<Option<String>, Failure> {
     let api: Api<DynamicObject> = if namespace.is_empty() {
         Api::all_with(shared.client.clone(), &shared.api_resource)
     } else {
@@ -229,14 +269,25 @@ async fn apply(shared: &Shared, namespace: &str, name: &str, mut patch: crate::s
     };
     let params = PatchParams::default();
     let mut rv = None;
-    let status = if shared.status_subresource { patch.take_status() } else { None };
+    let status = if shared.status_subresource {
+        patch.take_status()
+    } else {
+        None
+    };
     if !patch.is_empty() {
-        let done = api.patch(name, &params, &KubePatch::Merge(patch.to_value())).await.map_err(classify)?;
+        let done = api
+            .patch(name, &params, &KubePatch::Merge(patch.to_value()))
+            .await
+            .map_err(classify)?;
         rv = done.metadata.resource_version;
     }
     if let Some(status) = status {
         let done = api
-            .patch_status(name, &params, &KubePatch::Merge(serde_json::json!({"status": status})))
+            .patch_status(
+                name,
+                &params,
+                &KubePatch::Merge(serde_json::json!({"status": status})),
+            )
             .await
             .map_err(classify)?;
         rv = done.metadata.resource_version;
@@ -245,15 +296,23 @@ async fn apply(shared: &Shared, namespace: &str, name: &str, mut patch: crate::s
 }
 
 /// Finds whether `resource` has a `/status` subresource, through discovery.
-pub(crate) async fn discover(client: &Client, resource: &Resource) -> Result<(ApiResource, bool), kube::Error> {
+pub(crate) async fn discover(
+    client: &Client,
+    resource: &Resource,
+) -> Result<(ApiResource, bool), kube::Error> {
     let list = if resource.group.is_empty() {
         client.list_core_api_resources(&resource.version).await?
     } else {
-        client.list_api_group_resources(&resource.api_version()).await?
+        client
+            .list_api_group_resources(&resource.api_version())
+            .await?
     };
     let main = list.resources.iter().find(|r| r.name == resource.plural);
     let kind = main.map(|r| r.kind.clone()).unwrap_or_default();
-    let status = list.resources.iter().any(|r| r.name == format!("{}/status", resource.plural));
+    let status = list
+        .resources
+        .iter()
+        .any(|r| r.name == format!("{}/status", resource.plural));
     let ar = ApiResource {
         group: resource.group.clone(),
         version: resource.version.clone(),
@@ -263,7 +322,9 @@ pub(crate) async fn discover(client: &Client, resource: &Resource) -> Result<(Ap
     };
     match main {
         Some(_) => Ok((ar, status)),
-        None => Err(kube::Error::Discovery(kube::error::DiscoveryError::MissingResource(resource.plural.clone()))),
+        None => Err(kube::Error::Discovery(
+            kube::error::DiscoveryError::MissingResource(resource.plural.clone()),
+        )),
     }
 }
 

@@ -99,6 +99,9 @@ pub enum ErrorsMode {
     Ignored,
 }
 
+/// A predicate over a label's or annotation's value (`None` when absent).
+pub type ValuePredicate = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
+
 /// A label or annotation filter.
 #[derive(Clone)]
 pub enum MetaFilter {
@@ -109,7 +112,7 @@ pub enum MetaFilter {
     /// Must be absent.
     Absent,
     /// Must satisfy this predicate (given the value, if present).
-    Predicate(Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>),
+    Predicate(ValuePredicate),
 }
 
 impl MetaFilter {
@@ -261,7 +264,9 @@ impl Handler {
                 .and_then(Value::as_str)
                 .map(String::from)
         };
-        self.labels.iter().all(|(k, f)| f.accepts(meta("labels", k).as_deref()))
+        self.labels
+            .iter()
+            .all(|(k, f)| f.accepts(meta("labels", k).as_deref()))
             && self
                 .annotations
                 .iter()
@@ -330,7 +335,12 @@ mod tests {
     #[test]
     fn filters_should_check_labels_annotations_and_predicates() {
         let f: HandlerFn = Arc::new(|_ctx| Box::pin(async { Ok(None) }));
-        let mut h = Handler::new(Resource::new("kopf.dev", "v1", "kopfexamples"), Reason::Create, "x".into(), f);
+        let mut h = Handler::new(
+            Resource::new("kopf.dev", "v1", "kopfexamples"),
+            Reason::Create,
+            "x".into(),
+            f,
+        );
         h.label("app", MetaFilter::Value("web".into()))
             .label("skip", MetaFilter::Absent)
             .annotation("note", MetaFilter::Present)

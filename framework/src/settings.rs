@@ -30,8 +30,11 @@ impl Clock {
             Clock::System => jiff::Timestamp::now(),
             Clock::Tokio(epoch, anchor) => {
                 let elapsed = anchor.elapsed();
-                jiff::Timestamp::new(*epoch + elapsed.as_secs() as i64, elapsed.subsec_nanos() as i32)
-                    .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+                jiff::Timestamp::new(
+                    *epoch + elapsed.as_secs() as i64,
+                    elapsed.subsec_nanos() as i32,
+                )
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
             }
         }
     }

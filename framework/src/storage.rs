@@ -87,7 +87,10 @@ pub fn parse_time(s: &str) -> Option<Timestamp> {
         return Some(ts);
     }
     let civil: jiff::civil::DateTime = s.parse().ok()?;
-    civil.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
+    civil
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
 }
 
 /// The state of one handler for one cause.
@@ -141,7 +144,10 @@ impl ProgressRecord {
             put("subrefs", Some(json!(refs)));
         }
         // serde_json keeps insertion order only with `preserve_order`; write it by hand.
-        let fields = ["started", "stopped", "delayed", "purpose", "retries", "success", "failure", "message", "subrefs"];
+        let fields = [
+            "started", "stopped", "delayed", "purpose", "retries", "success", "failure", "message",
+            "subrefs",
+        ];
         let parts: Vec<String> = fields
             .iter()
             .filter_map(|f| m.get(*f).map(|v| format!("{}:{}", json!(f), v)))
@@ -169,7 +175,11 @@ impl ProgressRecord {
             subrefs: obj
                 .get("subrefs")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default(),
         })
     }
@@ -206,7 +216,8 @@ impl Default for ProgressStorage {
 }
 
 fn annotations(body: &Value) -> Option<&Map<String, Value>> {
-    body.pointer("/metadata/annotations").and_then(Value::as_object)
+    body.pointer("/metadata/annotations")
+        .and_then(Value::as_object)
 }
 
 impl ProgressStorage {
@@ -270,10 +281,16 @@ impl ProgressStorage {
     /// Removes this storage's own traces from an essence (before diffing).
     fn clear(&self, essence: &mut Value) {
         let prefix = format!("{}/", self.prefix);
-        if let Some(ann) = essence.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+        if let Some(ann) = essence
+            .pointer_mut("/metadata/annotations")
+            .and_then(Value::as_object_mut)
+        {
             ann.retain(|k, _| !k.starts_with(&prefix));
         }
-        if let Some(kopf) = essence.pointer_mut("/status").and_then(Value::as_object_mut) {
+        if let Some(kopf) = essence
+            .pointer_mut("/status")
+            .and_then(Value::as_object_mut)
+        {
             if let Some(k) = kopf.get_mut("kopf").and_then(Value::as_object_mut) {
                 k.remove("progress");
             }
@@ -298,7 +315,12 @@ impl Default for DiffBaseStorage {
 }
 
 fn remove_empty(v: &mut Value) {
-    for path in [&["metadata", "annotations"][..], &["metadata", "labels"], &["metadata"], &["status"]] {
+    for path in [
+        &["metadata", "annotations"][..],
+        &["metadata", "labels"],
+        &["metadata"],
+        &["status"],
+    ] {
         let empty = {
             let mut cur = Some(&*v);
             for p in path {
@@ -350,7 +372,10 @@ impl DiffBaseStorage {
         let own = format!("{}/", self.prefix);
         let own_suffix = format!(".{}/", self.prefix);
         let base_keys = keys(&self.prefix, DIFFBASE_KEY);
-        if let Some(ann) = essence.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+        if let Some(ann) = essence
+            .pointer_mut("/metadata/annotations")
+            .and_then(Value::as_object_mut)
+        {
             ann.retain(|k, _| {
                 let prefix_end = k.find('/').map(|i| &k[..=i]).unwrap_or("");
                 !(k.starts_with(&own)
@@ -387,7 +412,10 @@ impl DiffBaseStorage {
     pub fn store(&self, patch: &mut Patch, essence: &Value) {
         let text = format!("{}\n", serde_json::to_string(essence).unwrap_or_default());
         for key in keys(&self.prefix, DIFFBASE_KEY) {
-            patch.set(&["metadata", "annotations", &key], Value::String(text.clone()));
+            patch.set(
+                &["metadata", "annotations", &key],
+                Value::String(text.clone()),
+            );
         }
     }
 
@@ -411,8 +439,14 @@ mod tests {
 
     #[test]
     fn keys_should_follow_kopf_v1_and_v2_rules() {
-        assert_eq!(keys(DEFAULT_PREFIX, "create_fn"), vec!["kopf.zalando.org/create_fn"]);
-        assert_eq!(keys(DEFAULT_PREFIX, "parent/child"), vec!["kopf.zalando.org/parent.child"]);
+        assert_eq!(
+            keys(DEFAULT_PREFIX, "create_fn"),
+            vec!["kopf.zalando.org/create_fn"]
+        );
+        assert_eq!(
+            keys(DEFAULT_PREFIX, "parent/child"),
+            vec!["kopf.zalando.org/parent.child"]
+        );
         assert_eq!(
             keys("my-operator.example.com", &"x".repeat(40)),
             vec![
@@ -421,8 +455,13 @@ mod tests {
             ]
         );
         let long = keys(DEFAULT_PREFIX, &"x".repeat(64));
-        assert_eq!(long[0], format!("kopf.zalando.org/{}-SItAqA", "x".repeat(56)));
-        assert!(long.iter().all(|k| k.split('/').nth(1).unwrap().len() <= 63));
+        assert_eq!(
+            long[0],
+            format!("kopf.zalando.org/{}-SItAqA", "x".repeat(56))
+        );
+        assert!(long
+            .iter()
+            .all(|k| k.split('/').nth(1).unwrap().len() <= 63));
     }
 
     #[test]
@@ -439,9 +478,16 @@ mod tests {
             record.to_json(),
             r#"{"started":"2024-05-01T10:00:00.123456+00:00","purpose":"create","retries":1,"success":true,"failure":false}"#
         );
-        assert_eq!(ProgressRecord::from_value(&Value::String(record.to_json())).unwrap(), record);
-        let naive = ProgressRecord::from_value(&json!({"started": "2020-12-31T23:59:59.123456"})).unwrap();
-        assert_eq!(naive.started.unwrap().to_string(), "2020-12-31T23:59:59.123456Z");
+        assert_eq!(
+            ProgressRecord::from_value(&Value::String(record.to_json())).unwrap(),
+            record
+        );
+        let naive =
+            ProgressRecord::from_value(&json!({"started": "2020-12-31T23:59:59.123456"})).unwrap();
+        assert_eq!(
+            naive.started.unwrap().to_string(),
+            "2020-12-31T23:59:59.123456Z"
+        );
     }
 
     #[test]
@@ -453,7 +499,10 @@ mod tests {
             "spec": {"size": 1}, "status": {"create_fn": {}}
         });
         let essence = DiffBaseStorage::default().current(&body, &ProgressStorage::default());
-        assert_eq!(essence, json!({"metadata": {"labels": {"a": "b"}, "annotations": {"keep": "me"}}, "spec": {"size": 1}}));
+        assert_eq!(
+            essence,
+            json!({"metadata": {"labels": {"a": "b"}, "annotations": {"keep": "me"}}, "spec": {"size": 1}})
+        );
     }
 
     #[test]
@@ -463,6 +512,9 @@ mod tests {
         let mut patch = Patch::new();
         storage.store(&mut patch, "b", &ProgressRecord::default());
         storage.purge(&body, &mut patch, &["a".to_string(), "b".to_string()]);
-        assert_eq!(patch.to_value(), json!({"metadata": {"annotations": {"kopf.zalando.org/a": null}}}));
+        assert_eq!(
+            patch.to_value(),
+            json!({"metadata": {"annotations": {"kopf.zalando.org/a": null}}})
+        );
     }
 }

@@ -43,7 +43,12 @@ pub fn diff(old: Option<&Value>, new: Option<&Value>) -> Vec<DiffItem> {
     out
 }
 
-fn diff_into(a: Option<&Value>, b: Option<&Value>, path: &mut Vec<String>, out: &mut Vec<DiffItem>) {
+fn diff_into(
+    a: Option<&Value>,
+    b: Option<&Value>,
+    path: &mut Vec<String>,
+    out: &mut Vec<DiffItem>,
+) {
     match (a, b) {
         (None, None) => {}
         (Some(a), Some(b)) if a == b => {}
@@ -84,7 +89,11 @@ pub fn reduce(items: &[DiffItem], path: &[&str]) -> Vec<DiffItem> {
     let mut out = Vec::new();
     for item in items {
         let depth = item.path.len().min(path.len());
-        if item.path[..depth].iter().map(String::as_str).ne(path[..depth].iter().copied()) {
+        if item.path[..depth]
+            .iter()
+            .map(String::as_str)
+            .ne(path[..depth].iter().copied())
+        {
             continue;
         }
         if item.path.len() >= path.len() {
@@ -129,7 +138,9 @@ impl Patch {
         };
         let mut cur = &mut self.0;
         for key in parents {
-            let entry = cur.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            let entry = cur
+                .entry(key.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
             if !entry.is_object() {
                 *entry = Value::Object(Map::new());
             }
@@ -141,7 +152,8 @@ impl Patch {
     /// The value at `path` in the patch, if set.
     pub fn get(&self, path: &[&str]) -> Option<&Value> {
         let (first, rest) = path.split_first()?;
-        rest.iter().try_fold(self.0.get(*first)?, |v, key| v.get(*key))
+        rest.iter()
+            .try_fold(self.0.get(*first)?, |v, key| v.get(*key))
     }
 
     /// Removes the value at `path` from the patch (not from the object),
@@ -191,7 +203,9 @@ fn merge_patches(into: &mut Value, other: &Value) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in b {
                 match a.get_mut(k) {
-                    Some(existing) if existing.is_object() && v.is_object() => merge_patches(existing, v),
+                    Some(existing) if existing.is_object() && v.is_object() => {
+                        merge_patches(existing, v)
+                    }
                     _ => {
                         a.insert(k.clone(), v.clone());
                     }
@@ -238,14 +252,26 @@ mod tests {
         assert!(ops.contains(&(DiffOp::Remove, "spec.gone".into())));
         assert!(ops.contains(&(DiffOp::Add, "spec.new".into())));
         assert_eq!(ops.len(), 4);
-        assert_eq!(ops[0].0, DiffOp::Add, "adds first, then removes, then changes");
+        assert_eq!(
+            ops[0].0,
+            DiffOp::Add,
+            "adds first, then removes, then changes"
+        );
     }
 
     #[test]
     fn diff_should_treat_null_as_absent_and_whole_values_as_add() {
         assert!(diff(Some(&json!({"a": null})), Some(&json!({}))).is_empty());
         let created = diff(None, Some(&json!({"spec": 1})));
-        assert_eq!(created, vec![DiffItem { op: DiffOp::Add, path: vec![], old: None, new: Some(json!({"spec": 1})) }]);
+        assert_eq!(
+            created,
+            vec![DiffItem {
+                op: DiffOp::Add,
+                path: vec![],
+                old: None,
+                new: Some(json!({"spec": 1}))
+            }]
+        );
     }
 
     #[test]
@@ -257,7 +283,15 @@ mod tests {
         assert_eq!(reduced[0].path, vec!["b"]);
         let whole = diff(None, Some(&new));
         let reduced = reduce(&whole, &["spec", "a", "b"]);
-        assert_eq!(reduced, vec![DiffItem { op: DiffOp::Add, path: vec![], old: None, new: Some(json!(2)) }]);
+        assert_eq!(
+            reduced,
+            vec![DiffItem {
+                op: DiffOp::Add,
+                path: vec![],
+                old: None,
+                new: Some(json!(2))
+            }]
+        );
     }
 
     #[test]
@@ -266,8 +300,12 @@ mod tests {
         p.set(&["status", "create_fn"], json!({"message": "hi"}));
         p.merge(&json!({"metadata": {"annotations": {"a": null}}, "status": {"x": 1}}));
         assert_eq!(p.get(&["status", "x"]), Some(&json!(1)));
-        let mut body = json!({"metadata": {"annotations": {"a": "1", "b": "2"}}, "status": {"old": true}});
+        let mut body =
+            json!({"metadata": {"annotations": {"a": "1", "b": "2"}}, "status": {"old": true}});
         apply_patch(&mut body, &p.to_value());
-        assert_eq!(body, json!({"metadata": {"annotations": {"b": "2"}}, "status": {"old": true, "create_fn": {"message": "hi"}, "x": 1}}));
+        assert_eq!(
+            body,
+            json!({"metadata": {"annotations": {"b": "2"}}, "status": {"old": true, "create_fn": {"message": "hi"}, "x": 1}})
+        );
     }
 }

@@ -1,0 +1,151 @@
+//! `kopf::run(operator)`: a Kopf-like command line for operator binaries.
+//!
+//! ```text
+//! my-operator [--kubeconfig PATH] [--context NAME] [-n NS]... [-A] [--standalone]
+//!             [--verbose | --debug | --quiet] [--log-format plain|full|json]
+//! ```
+//! Stops gracefully on SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+use crate::{operator::Operator, settings::Settings};
+
+/// Log line formats.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// `[namespace/name] message`.
+    Plain,
+    /// With timestamps, levels and targets.
+    Full,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The command line of a kopf operator.
+#[derive(Debug, Parser)]
+#[command(about = "Run a kopf operator.")]
+struct Args {
+    /// The kubeconfig file (default: $KUBECONFIG or ~/.kube/config, else in-cluster).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context.
+    #[arg(long)]
+    context: Option<String>,
+    /// Namespace to serve (repeatable).
+    #[arg(short, long = "namespace")]
+    namespaces: Vec<String>,
+    /// Serve all namespaces (the default when no namespace is given).
+    #[arg(short = 'A', long, conflicts_with = "namespaces")]
+    all_namespaces: bool,
+    /// Run without peering (peering is not yet implemented; accepted for Kopf compatibility).
+    #[arg(long)]
+    standalone: bool,
+    /// Info-level logs.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Debug-level logs.
+    #[arg(long, short)]
+    debug: bool,
+    /// Warnings and errors only.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "plain")]
+    log_format: LogFormat,
+}
+
+/// Errors of [`run`].
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The kubeconfig could not be read or used.
+    #[error("cannot load the kubeconfig: {0}")]
+    Config(String),
+    /// The operator stopped with an error.
+    #[error(transparent)]
+    Operator(#[from] crate::operator::OperatorError),
+}
+
+/// Parses the command line, connects, and runs `operator` until SIGINT or
+/// SIGTERM.
+///
+/// # Errors
+/// [`RunError`] when the cluster is unreachable or the operator fails to start.
+pub async fn run(operator: Operator, settings: Settings) -> Result<(), RunError> {
+    let args = Args::parse();
+    let level = if args.debug {
+        "debug"
+    } else if args.verbose {
+        "info"
+    } else if args.quiet {
+        "warn"
+    } else {
+        "info"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},kube=warn,hyper=warn,tower=warn"))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match args.log_format {
+        LogFormat::Plain => builder
+            .without_time()
+            .with_level(false)
+            .with_target(false)
+            .try_init(),
+        LogFormat::Full => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    let options = kube::config::KubeConfigOptions {
+        context: args.context.clone(),
+        ..Default::default()
+    };
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| RunError::Config(e.to_string()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(|e| RunError::Config(e.to_string()))?
+        }
+        None if args.context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| RunError::Config(e.to_string()))?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| RunError::Config(e.to_string()))?,
+    };
+    let client = kube::Client::try_from(config).map_err(|e| RunError::Config(e.to_string()))?;
+    let mut settings = settings;
+    if !args.all_namespaces && !args.namespaces.is_empty() {
+        settings.watching.namespaces = args.namespaces;
+    }
+    let _ = args.standalone;
+    operator.run(client, settings, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("Stop-signal received. Stopping the operator.");
+}
