@@ -16,8 +16,23 @@ use serde_json::Value;
 #[path = "../examples/01-minimal.rs"]
 mod minimal;
 
+#[path = "../examples/03-exceptions.rs"]
+mod exceptions;
+
+#[path = "../examples/05-handlers.rs"]
+mod handlers;
+
 const CRD: &str = include_str!("../examples/crd.yaml");
 const OBJ: &str = include_str!("../examples/obj.yaml");
+
+/// Settings as Kopf's end-to-end tests use them (a 1-second default
+/// backoff), with progress timestamps following tokio's paused clock.
+fn test_settings() -> kopf::Settings {
+    let mut settings = kopf::Settings::default();
+    settings.execution.default_backoff = Duration::from_secs(1);
+    settings.clock = kopf::Clock::tokio_from(1_700_000_000);
+    settings
+}
 
 /// A running operator against a fresh in-process cluster with the examples' CRD.
 struct Running {
@@ -33,11 +48,9 @@ impl Running {
         server.load_str(CRD, "crd.yaml").unwrap();
         let client = server.client();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(
-            operator.run(client.clone(), kopf::Settings::default(), async {
-                let _ = stopped.await;
-            }),
-        );
+        let task = tokio::spawn(operator.run(client.clone(), test_settings(), async {
+            let _ = stopped.await;
+        }));
         Running {
             server,
             client,
@@ -73,7 +86,12 @@ impl Running {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("timed out waiting for {what}");
+        let obj = self.examples().get("kopf-example-1").await.ok();
+        panic!(
+            "timed out waiting for {what}; object: {}; events: {:?}",
+            serde_json::to_string(&obj).unwrap_or_default(),
+            self.event_messages().await
+        );
     }
 
     /// The messages of the Events posted about the example object.
@@ -93,6 +111,55 @@ impl Running {
                 .unwrap_or(0)
         });
         list.into_iter().filter_map(|e| e.message).collect()
+    }
+
+    async fn patch_example(&self, patch: serde_json::Value) {
+        self.examples()
+            .patch(
+                "kopf-example-1",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(patch),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn delete_example(&self) {
+        self.examples()
+            .delete("kopf-example-1", &kube::api::DeleteParams::default())
+            .await
+            .unwrap();
+    }
+
+    async fn wait_gone(&self) {
+        for _ in 0..600 {
+            if self
+                .examples()
+                .get_opt("kopf-example-1")
+                .await
+                .unwrap()
+                .is_none()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("timed out waiting for the deletion");
+    }
+
+    /// How many events say `"Handler 'id' succeeded."`, per handler id.
+    async fn counts(&self, pattern: &str) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for m in self.event_messages().await {
+            if let Some(rest) = m.strip_prefix("Handler '") {
+                if let Some((id, tail)) = rest.split_once('\'') {
+                    if tail.trim_start().starts_with(pattern) {
+                        *counts.entry(id.to_string()).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        counts
     }
 
     async fn stop(mut self) {
@@ -154,4 +221,167 @@ async fn example_01_minimal_should_handle_creation_once() {
         1
     );
     running.stop().await;
+}
+
+fn counts(pairs: &[(&str, usize)]) -> std::collections::BTreeMap<String, usize> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+/// 03-exceptions: permanent errors stop at once, temporary ones retry until
+/// success, unexpected ones follow retries and errors mode; exactly Kopf's
+/// success and failure counts.
+#[tokio::test(start_paused = true)]
+async fn example_03_exceptions_should_count_successes_and_failures_like_kopf() {
+    let running = Running::start(exceptions::operator()).await;
+    running.create_example().await;
+    running
+        .wait_for("creation handled", |v| {
+            v["metadata"]["annotations"]
+                .get("kopf.zalando.org/last-handled-configuration")
+                .is_some()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        running.counts("succeeded").await,
+        counts(&[("eventual_success_with_a_few_messages", 1)])
+    );
+    let mut failures = running.counts("failed permanently").await;
+    for (k, v) in running
+        .counts("failed with an exception and will stop")
+        .await
+    {
+        *failures.entry(k).or_insert(0) += v;
+    }
+    assert_eq!(
+        failures,
+        counts(&[
+            ("eventual_failure_with_tracebacks", 1),
+            ("instant_failure_with_only_a_message", 1),
+            ("instant_failure_with_traceback", 1),
+        ])
+    );
+    let messages = running.event_messages().await;
+    assert_eq!(
+        messages.iter().filter(|m| *m == "Handler 'eventual_success_with_a_few_messages' failed temporarily: Expected recoverable error.").count(),
+        3,
+        "{messages:?}"
+    );
+    assert!(messages.iter().any(|m| m == "Handler 'eventual_failure_with_tracebacks' failed with an exception and will try again in 1.0 seconds: An error that is supposed to be recoverable."));
+    assert!(
+        messages
+            .iter()
+            .any(|m| m == "Creation is processed: 1 succeeded; 3 failed."),
+        "{messages:?}"
+    );
+    running.delete_example().await;
+    running.wait_gone().await;
+    running.stop().await;
+}
+
+/// 05-handlers: create handlers in order on creation (resume handlers only
+/// for objects found at start), update and field handlers on a change, delete
+/// handlers holding a finalizer until they succeed; each exactly once.
+#[tokio::test(start_paused = true)]
+async fn example_05_handlers_should_run_each_handler_once_in_order() {
+    let running = Running::start(handlers::operator()).await;
+    running.create_example().await;
+    let obj = running
+        .wait_for("creation handled", |v| {
+            v["metadata"]["annotations"]
+                .get("kopf.zalando.org/last-handled-configuration")
+                .is_some()
+        })
+        .await;
+    assert_eq!(
+        obj["metadata"]["finalizers"],
+        serde_json::json!(["kopf.zalando.org/KopfFinalizerMarker"])
+    );
+    running
+        .patch_example(serde_json::json!({"spec": {"field": "newvalue", "newfield": 100}}))
+        .await;
+    running
+        .wait_for("update handled", |v| {
+            v["metadata"]["annotations"]["kopf.zalando.org/last-handled-configuration"]
+                .as_str()
+                .is_some_and(|s| s.contains("newvalue"))
+        })
+        .await;
+    running.delete_example().await;
+    running.wait_gone().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        running.counts("succeeded").await,
+        counts(&[
+            ("create_fn_1", 1),
+            ("create_fn_2", 1),
+            ("delete_fn_1", 1),
+            ("delete_fn_2", 1),
+            ("field_fn/spec.field", 1),
+            ("update_fn", 1),
+        ])
+    );
+    let messages = running.event_messages().await;
+    let said = |m: &str| {
+        messages
+            .iter()
+            .position(|x| x == m)
+            .unwrap_or_else(|| panic!("{m:?} not in {messages:?}"))
+    };
+    assert!(said("CREATED 1st") < said("CREATED 2nd"));
+    assert!(said("DELETED 1st") < said("DELETED 2nd"));
+    said("FIELD CHANGED: \"value\" -> \"newvalue\"");
+    said("UPDATED: 2 changes");
+    said("Updating is processed: 2 succeeded; 0 failed.");
+    said("Deletion is processed: 2 succeeded; 0 failed.");
+    assert!(
+        !messages.iter().any(|m| m.starts_with("RESUMED")),
+        "nothing existed at start"
+    );
+    running.stop().await;
+}
+
+/// 05-handlers, restarted: an object handled before the operator started gets
+/// the resume handlers (and only them) when the operator starts again.
+#[tokio::test(start_paused = true)]
+async fn example_05_handlers_should_resume_objects_found_at_start() {
+    let running = Running::start(handlers::operator()).await;
+    running.create_example().await;
+    running
+        .wait_for("creation handled", |v| {
+            v["metadata"]["annotations"]
+                .get("kopf.zalando.org/last-handled-configuration")
+                .is_some()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Restart the operator against the same cluster.
+    let server = running.server.clone();
+    let client = running.client.clone();
+    if let Some(stop) = running.stop {
+        let _ = stop.send(());
+    }
+    running.task.await.unwrap().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(
+        handlers::operator().run(client.clone(), test_settings(), async {
+            let _ = stopped.await;
+        }),
+    );
+    let restarted = Running {
+        server,
+        client,
+        stop: Some(stop),
+        task,
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = restarted.counts("succeeded").await;
+    assert_eq!(got.get("resume_fn_1"), Some(&1), "{got:?}");
+    assert_eq!(got.get("resume_fn_2"), Some(&1), "{got:?}");
+    assert_eq!(
+        got.get("create_fn_1"),
+        Some(&1),
+        "creation is not repeated: {got:?}"
+    );
+    restarted.stop().await;
 }

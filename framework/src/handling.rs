@@ -372,7 +372,7 @@ pub(crate) async fn attempt(
         }
         if let Some(timeout) = limits.timeout {
             if runtime + delay >= timeout {
-                return Some(format!("time out in {} seconds", timeout.as_secs_f64()));
+                return Some(format!("time out in {} seconds", py_seconds(timeout)));
             }
         }
         None
@@ -424,7 +424,7 @@ pub(crate) async fn attempt(
                 None => {
                     logger.error(format!(
                         "{label} failed with an exception and will try again in {} seconds: {e}",
-                        limits.backoff.as_secs_f64()
+                        py_seconds(limits.backoff)
                     ));
                     Outcome::Retry {
                         delay: limits.backoff,
@@ -433,6 +433,16 @@ pub(crate) async fn attempt(
                 }
             },
         },
+    }
+}
+
+/// Formats seconds like Python prints a float: `1.0`, `60.0`, `0.5`.
+pub(crate) fn py_seconds(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs.fract() == 0.0 {
+        format!("{secs:.1}")
+    } else {
+        format!("{secs}")
     }
 }
 
@@ -587,9 +597,9 @@ mod tests {
         assert!(
             matches!(outcome, Outcome::Retry { ref message, .. } if message.contains("kaboom"))
         );
-        assert!(logger.drain().iter().any(|l| l
-            .message
-            .starts_with("Handler 'h' failed with an exception and will try again in 60 seconds")));
+        assert!(logger.drain().iter().any(|l| l.message.starts_with(
+            "Handler 'h' failed with an exception and will try again in 60.0 seconds"
+        )));
     }
 
     #[test]
