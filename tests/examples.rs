@@ -16,6 +16,15 @@ use serde_json::Value;
 #[path = "../examples/01-minimal.rs"]
 mod minimal;
 
+#[path = "../examples/02-children.rs"]
+mod children;
+
+#[path = "../examples/04-events.rs"]
+mod events;
+
+#[path = "../examples/08-events.rs"]
+mod watch_events;
+
 #[path = "../examples/03-exceptions.rs"]
 mod exceptions;
 
@@ -384,4 +393,167 @@ async fn example_05_handlers_should_resume_objects_found_at_start() {
         "creation is not repeated: {got:?}"
     );
     restarted.stop().await;
+}
+
+/// 02-children: the child Pod is created once, owned by the parent, in its
+/// namespace, with its labels; its uid is in the parent's status.
+#[tokio::test(start_paused = true)]
+async fn example_02_children_should_create_an_adopted_pod() {
+    let running = Running::start(children::operator()).await;
+    running.create_example().await;
+    let obj = running
+        .wait_for("status.create_fn.children", |v| {
+            v["status"]["create_fn"]["children"].is_array()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(running.client.clone(), "default");
+    let list = pods
+        .list(&ListParams::default().labels("somelabel=somevalue"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(list.len(), 1, "exactly one child");
+    let pod = &list[0];
+    assert_eq!(
+        obj["status"]["create_fn"]["children"][0],
+        serde_json::json!(pod.metadata.uid)
+    );
+    let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(owner.name, "kopf-example-1");
+    assert_eq!(owner.kind, "KopfExample");
+    assert_eq!(Some(owner.uid.as_str()), obj["metadata"]["uid"].as_str());
+    assert!(pod
+        .metadata
+        .name
+        .as_ref()
+        .unwrap()
+        .starts_with("kopf-example-1-"));
+    let env = &pod.spec.as_ref().unwrap().containers[0]
+        .env
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(env.value.as_deref(), Some("value"));
+    assert_eq!(
+        running.counts("succeeded").await,
+        counts(&[("create_fn", 1)])
+    );
+    running.stop().await;
+}
+
+/// 04-events: the handler's own events are posted with their types and reasons.
+#[tokio::test(start_paused = true)]
+async fn example_04_events_should_post_every_kind_of_event() {
+    let running = Running::start(events::operator()).await;
+    running.create_example().await;
+    running
+        .wait_for("creation handled", |v| {
+            v["metadata"]["annotations"]
+                .get("kopf.zalando.org/last-handled-configuration")
+                .is_some()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events: Api<Event> = Api::namespaced(running.client.clone(), "default");
+    let list = events
+        .list(&ListParams::default().fields("involvedObject.name=kopf-example-1,reason=SomeReason"))
+        .await
+        .unwrap()
+        .items;
+    let mut seen: Vec<(String, String)> = list
+        .into_iter()
+        .map(|e| (e.type_.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "Error".to_string(),
+                "Some exception: Exception text.".to_string()
+            ),
+            ("Normal".to_string(), "Some message".to_string()),
+            ("SomeType".to_string(), "Some message".to_string()),
+            ("Warning".to_string(), "Some message".to_string()),
+        ]
+    );
+    assert_eq!(
+        running.counts("succeeded").await,
+        counts(&[("create_fn", 1)])
+    );
+    running.stop().await;
+}
+
+/// A buffer that collects formatted log lines (for the current thread's subscriber).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).to_string()
+    }
+}
+
+/// 08-events: both event handlers see the ADDED and DELETED events; the
+/// failing one is logged and ignored; no finalizer, no progress, no status.
+#[tokio::test(start_paused = true)]
+async fn example_08_events_should_see_every_event_fire_and_forget() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let running = Running::start(watch_events::operator()).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    running.create_example().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let obj = running.examples().get("kopf-example-1").await.unwrap();
+    assert!(obj.metadata.finalizers.is_none());
+    assert!(obj
+        .metadata
+        .annotations
+        .as_ref()
+        .is_none_or(|a| !a.keys().any(|k| k.starts_with("kopf.zalando.org/"))));
+    running.delete_example().await;
+    running.wait_gone().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let logs = captured.text();
+    assert_eq!(
+        logs.matches("Handler 'normal_event_fn' succeeded.").count(),
+        2,
+        "{logs}"
+    );
+    assert!(
+        logs.contains("[default/kopf-example-1] Event received: \"ADDED\""),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("[default/kopf-example-1] Event received: \"DELETED\""),
+        "{logs}"
+    );
+    assert_eq!(
+        logs.matches(
+            "Handler 'event_fn_with_error' failed with an exception and will ignore it: Oops!"
+        )
+        .count(),
+        2,
+        "{logs}"
+    );
+    running.stop().await;
 }

@@ -180,9 +180,67 @@ impl Logger {
     }
 }
 
+/// An event to post about an object.
+#[derive(Clone, Debug)]
+pub(crate) struct Posting {
+    pub(crate) involved: Value,
+    pub(crate) type_: String,
+    pub(crate) reason: String,
+    pub(crate) message: String,
+}
+
+/// Posts Kubernetes Events about an object (Kopf's `kopf.event`, `info`,
+/// `warn`, `exception`), whatever the posting settings for log lines.
+#[derive(Clone, Debug, Default)]
+pub struct Events {
+    tx: Option<tokio::sync::mpsc::UnboundedSender<Posting>>,
+    involved: Value,
+}
+
+impl Events {
+    pub(crate) fn new(
+        tx: Option<tokio::sync::mpsc::UnboundedSender<Posting>>,
+        involved: Value,
+    ) -> Self {
+        Events { tx, involved }
+    }
+
+    /// The same poster, about another object (e.g. a child).
+    pub fn about(&self, body: &Value) -> Events {
+        Events::new(self.tx.clone(), body.clone())
+    }
+
+    /// Posts an event of type `type_` (`Normal`, `Warning`, ...).
+    pub fn event(&self, type_: &str, reason: &str, message: &str) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Posting {
+                involved: self.involved.clone(),
+                type_: type_.into(),
+                reason: reason.into(),
+                message: message.into(),
+            });
+        }
+    }
+
+    /// Posts a `Normal` event.
+    pub fn info(&self, reason: &str, message: &str) {
+        self.event("Normal", reason, message);
+    }
+
+    /// Posts a `Warning` event.
+    pub fn warn(&self, reason: &str, message: &str) {
+        self.event("Warning", reason, message);
+    }
+
+    /// Posts an `Error` event: `message`, then the error.
+    pub fn exception(&self, reason: &str, message: &str, error: &dyn fmt::Display) {
+        self.event("Error", reason, &format!("{message} {error}"));
+    }
+}
+
 /// What a handler gets: the object, the cause, and handles to act with
 /// (Kopf's kwargs).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Context {
     /// The whole object.
     pub body: Value,
@@ -212,6 +270,23 @@ pub struct Context {
     pub logger: Logger,
     /// Per-object memory.
     pub memo: Memo,
+    /// The client the operator uses (to create children, read others...).
+    pub client: kube::Client,
+    /// Posts Kubernetes Events about this object.
+    pub events: Events,
+    /// For event handlers: the raw watch event, `{"type": ..., "object": ...}`.
+    pub event: Option<Value>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("id", &self.id)
+            .field("reason", &self.reason)
+            .field("resource", &self.resource)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A shared, mutable merge patch for handlers.
@@ -479,6 +554,9 @@ mod tests {
             patch: PatchHandle::default(),
             logger: Logger::new("ns", "x"),
             memo: Memo::default(),
+            client: fake_apiserver::FakeApiServer::new().client(),
+            events: Events::default(),
+            event: None,
         }
     }
 

@@ -16,6 +16,7 @@
 //! - `storage`: progress records and the diff-base, Kopf-compatible.
 //! - `handling`: the context, handler errors, one attempt's outcome.
 //! - `registry`: handlers with their reasons, filters and options.
+//! - [`hierarchies`]: owner references, labels and naming for children.
 //! - `posting`: log lines posted as Kubernetes Events (an engine).
 //! - `processing`: one object, one cycle: cause, finalizer, handlers, patch.
 //! - `reactor`: watchers, per-object workers, patch application.
@@ -24,6 +25,7 @@
 
 mod cli;
 mod handling;
+pub mod hierarchies;
 mod operator;
 mod posting;
 mod processing;

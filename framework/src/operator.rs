@@ -112,6 +112,20 @@ impl Operator {
         self.register(resource, Reason::Resume, f)
     }
 
+    /// Runs `f` for every watch event of the resource (fire-and-forget:
+    /// no retries, no progress, errors logged and ignored); `ctx.event` is
+    /// `{"type": "ADDED"|"MODIFIED"|"DELETED"|null, "object": ...}`, with a
+    /// null type for objects listed when the watch starts.
+    pub fn on_event<F, Fut>(&mut self, resource: &Resource, f: F) -> &mut Handler
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let handler = self.register(resource, Reason::Event, f);
+        handler.errors = crate::registry::ErrorsMode::Ignored;
+        handler
+    }
+
     /// Runs `f` when the field at `path` (dotted, e.g. `spec.size`) changes;
     /// `ctx.old`, `ctx.new` and `ctx.diff` are the field's.
     pub fn on_field<F, Fut>(&mut self, resource: &Resource, path: &str, f: F) -> &mut Handler

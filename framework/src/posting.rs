@@ -10,13 +10,22 @@ use kube::{api::PostParams, Api, Client};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::handling::{Level, LogLine};
+use crate::handling::{Level, LogLine, Posting};
 
-/// One event to post.
-#[derive(Debug)]
-pub(crate) struct Posting {
-    pub(crate) involved: Value,
-    pub(crate) line: LogLine,
+/// The event for a log line, as Kopf posts it (reason `Logging`).
+pub(crate) fn from_line(involved: Value, line: &LogLine) -> Posting {
+    let type_ = match line.level {
+        Level::Debug => "Debug",
+        Level::Info => "Normal",
+        Level::Warning => "Warning",
+        Level::Error => "Error",
+    };
+    Posting {
+        involved,
+        type_: type_.into(),
+        reason: "Logging".into(),
+        message: line.message.clone(),
+    }
 }
 
 fn shorten(message: &str) -> String {
@@ -29,26 +38,21 @@ fn shorten(message: &str) -> String {
     format!("{head}...{tail}")
 }
 
-fn event_body(involved: &Value, line: &LogLine, now: Timestamp) -> Option<Event> {
+fn event_body(p: &Posting, now: Timestamp) -> Option<Event> {
+    let involved = &p.involved;
     let meta = involved.get("metadata")?;
     let namespace = meta
         .get("namespace")
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
         .unwrap_or("default");
-    let kind_type = match line.level {
-        Level::Debug => "Debug",
-        Level::Info => "Normal",
-        Level::Warning => "Warning",
-        Level::Error => "Error",
-    };
     let time = crate::storage::format_time(now);
     let body = json!({
         "metadata": {"namespace": namespace, "generateName": "kopf-event-"},
         "action": "Action",
-        "type": kind_type,
-        "reason": "Logging",
-        "message": shorten(&line.message),
+        "type": p.type_,
+        "reason": p.reason,
+        "message": shorten(&p.message),
         "reportingComponent": "kopf",
         "reportingInstance": "dev",
         "source": {"component": "kopf"},
@@ -71,7 +75,7 @@ pub(crate) fn start(client: Client) -> mpsc::UnboundedSender<Posting> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Posting>();
     tokio::spawn(async move {
         while let Some(p) = rx.recv().await {
-            let Some(event) = event_body(&p.involved, &p.line, Timestamp::now()) else {
+            let Some(event) = event_body(&p, Timestamp::now()) else {
                 continue;
             };
             let namespace = event.metadata.namespace.clone().unwrap_or_default();
@@ -96,7 +100,7 @@ mod tests {
             level: Level::Info,
             message: "Handler 'create_fn' succeeded.".into(),
         };
-        let e = event_body(&involved, &line, Timestamp::UNIX_EPOCH).unwrap();
+        let e = event_body(&from_line(involved, &line), Timestamp::UNIX_EPOCH).unwrap();
         assert_eq!(e.type_.as_deref(), Some("Normal"));
         assert_eq!(e.reason.as_deref(), Some("Logging"));
         assert_eq!(e.involved_object.kind.as_deref(), Some("KopfExample"));

@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use serde_json::{json, Value};
 
 use crate::{
-    handling::{attempt, Context, Limits, Logger, Memo, Outcome, PatchHandle},
+    handling::{attempt, Context, Events, Limits, Logger, Memo, Outcome, PatchHandle},
     registry::{Handler, Reason, Resource},
     storage::{DiffBaseStorage, ProgressStorage},
     structs::{diff, reduce, Patch},
@@ -39,6 +39,8 @@ pub(crate) struct Inputs<'a> {
     pub(crate) now: Timestamp,
     pub(crate) logger: &'a Logger,
     pub(crate) memo: &'a Memo,
+    pub(crate) client: &'a kube::Client,
+    pub(crate) events: &'a Events,
 }
 
 fn finalizers(body: &Value) -> Vec<String> {
@@ -138,6 +140,7 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
                 Reason::Update => {
                     h.reason == Reason::Update || (inputs.initial && h.reason == Reason::Resume)
                 }
+                Reason::Event => false,
             };
             let field_ok = match (&h.field, reason) {
                 (Some(path), Reason::Update) => {
@@ -215,6 +218,9 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
             patch: handle.clone(),
             logger: logger.clone(),
             memo: inputs.memo.clone(),
+            client: inputs.client.clone(),
+            events: inputs.events.clone(),
+            event: None,
         };
         let limits = Limits {
             retries: handler.retries,
@@ -339,6 +345,8 @@ mod tests {
         let diffbase = DiffBaseStorage::default();
         let logger = Logger::new("ns", "x");
         let memo = Memo::default();
+        let client = fake_apiserver::FakeApiServer::new().client();
+        let events = Events::default();
         process(
             body,
             Inputs {
@@ -352,6 +360,8 @@ mod tests {
                 now,
                 logger: &logger,
                 memo: &memo,
+                client: &client,
+                events: &events,
             },
         )
         .await

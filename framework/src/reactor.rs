@@ -20,8 +20,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    handling::{Logger, Memo},
-    posting::Posting,
+    handling::{Events, Logger, Memo, Posting},
     processing::{process, Inputs},
     registry::{Handler, Resource},
     settings::Settings,
@@ -75,6 +74,7 @@ pub(crate) async fn watch_resource(
     };
     let mut stream = Box::pin(watcher(api, watcher::Config::default()).default_backoff());
     let mut workers: HashMap<String, watch::Sender<Seen>> = HashMap::new();
+    let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut listing = false;
     loop {
         let event = tokio::select! {
@@ -108,6 +108,25 @@ pub(crate) async fn watch_resource(
             Ok(b) => Arc::new(b),
             Err(_) => continue,
         };
+        let event_type = if gone {
+            known.remove(&key);
+            Value::from("DELETED")
+        } else if initial {
+            known.insert(key.clone());
+            Value::Null
+        } else if known.insert(key.clone()) {
+            Value::from("ADDED")
+        } else {
+            Value::from("MODIFIED")
+        };
+        spawn_event_handlers(&shared, &body, event_type);
+        if !shared
+            .handlers
+            .iter()
+            .any(|h| h.reason != crate::registry::Reason::Event)
+        {
+            continue;
+        }
         let seen = if gone {
             Seen::Gone
         } else {
@@ -125,6 +144,66 @@ pub(crate) async fn watch_resource(
         let (tx, rx) = watch::channel(seen);
         workers.insert(key, tx);
         tokio::spawn(worker(shared.clone(), rx, stop.clone()));
+    }
+}
+
+/// Runs the event handlers that accept `body`, each in its own task.
+fn spawn_event_handlers(shared: &Arc<Shared>, body: &Arc<Value>, event_type: Value) {
+    for handler in shared
+        .handlers
+        .iter()
+        .filter(|h| h.reason == crate::registry::Reason::Event)
+    {
+        if !handler.matches(body) {
+            continue;
+        }
+        let handler = handler.clone();
+        let shared = shared.clone();
+        let body = body.clone();
+        let event_type = event_type.clone();
+        tokio::spawn(async move {
+            let namespace = body
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let name = body
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let now = shared.settings.clock.now();
+            let ctx = crate::handling::Context {
+                body: (*body).clone(),
+                id: handler.id.clone(),
+                reason: crate::registry::Reason::Event,
+                resource: shared.resource.clone(),
+                diff: Vec::new(),
+                old: None,
+                new: None,
+                retry: 0,
+                started: now,
+                runtime: std::time::Duration::ZERO,
+                param: handler.param.clone(),
+                patch: crate::handling::PatchHandle::default(),
+                logger: Logger::new(namespace, name),
+                memo: Memo::default(),
+                client: shared.client.clone(),
+                events: Events::new(Some(shared.poster.clone()), (*body).clone()),
+                event: Some(serde_json::json!({"type": event_type, "object": *body})),
+            };
+            let limits = crate::handling::Limits {
+                retries: None,
+                timeout: None,
+                backoff: shared.settings.execution.default_backoff,
+                errors: crate::registry::ErrorsMode::Ignored,
+            };
+            crate::handling::attempt(
+                &handler.func,
+                ctx,
+                &limits,
+                &format!("Handler '{}'", handler.id),
+            )
+            .await;
+        });
     }
 }
 
@@ -200,6 +279,8 @@ async fn worker(
                 now: settings.clock.now(),
                 logger: &logger,
                 memo: &memo,
+                client: &shared.client,
+                events: &Events::new(Some(shared.poster.clone()), (*body).clone()),
             },
         )
         .await;
@@ -208,10 +289,9 @@ async fn worker(
         {
             for line in logger.drain() {
                 if line.level >= settings.posting.level {
-                    let _ = shared.poster.send(Posting {
-                        involved: (*body).clone(),
-                        line,
-                    });
+                    let _ = shared
+                        .poster
+                        .send(crate::posting::from_line((*body).clone(), &line));
                 }
             }
         }

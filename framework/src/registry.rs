@@ -63,6 +63,8 @@ pub enum Reason {
     Delete,
     /// The operator (re)started and found the object unchanged.
     Resume,
+    /// Any watch event (fire-and-forget handlers).
+    Event,
 }
 
 impl Reason {
@@ -73,6 +75,7 @@ impl Reason {
             Reason::Update => "update",
             Reason::Delete => "delete",
             Reason::Resume => "resume",
+            Reason::Event => "event",
         }
     }
 
@@ -83,6 +86,7 @@ impl Reason {
             Reason::Update => "updating",
             Reason::Delete => "deletion",
             Reason::Resume => "resuming",
+            Reason::Event => "event",
         }
     }
 }
