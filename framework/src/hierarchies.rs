@@ -89,10 +89,11 @@ pub fn adjust_namespace(obj: &mut Value, namespace: Option<&str>) {
         return;
     };
     let meta = meta_mut(obj);
-    if !meta
+    let has_namespace = meta
         .get("namespace")
-        .is_some_and(|n| n.as_str().is_some_and(|s| !s.is_empty()))
-    {
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty());
+    if !has_namespace {
         meta.insert("namespace".into(), json!(ns));
     }
 }
