@@ -309,10 +309,13 @@ async fn worker(
             Ok(None) => {}
             Err(Failure::Gone) => return,
             Err(Failure::Conflict) => {
-                // Someone changed the object in between; its next event re-triggers us.
+                // The object changed in between, or the server refused for now:
+                // process again with the latest version we have (a newer one,
+                // if the watch brings it first).
                 tracing::debug!(
                     "[{namespace}/{name}] Patching conflicted; will retry with the newer version."
                 );
+                wake = Some(tokio::time::Instant::now());
             }
             Err(Failure::Other(e)) => {
                 tracing::error!("[{namespace}/{name}] Patching failed: {e}");
