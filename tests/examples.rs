@@ -53,11 +53,15 @@ struct Running {
 
 impl Running {
     async fn start(operator: kopf::Operator) -> Self {
+        Self::start_with(operator, test_settings()).await
+    }
+
+    async fn start_with(operator: kopf::Operator, settings: kopf::Settings) -> Self {
         let server = FakeApiServer::new();
         server.load_str(CRD, "crd.yaml").unwrap();
         let client = server.client();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(operator.run(client.clone(), test_settings(), async {
+        let task = tokio::spawn(operator.run(client.clone(), settings, async {
             let _ = stopped.await;
         }));
         Running {
@@ -485,41 +489,14 @@ async fn example_04_events_should_post_every_kind_of_event() {
     running.stop().await;
 }
 
-/// A buffer that collects formatted log lines (for the current thread's subscriber).
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).to_string()
-    }
-}
-
 /// 08-events: both event handlers see the ADDED and DELETED events; the
 /// failing one is logged and ignored; no finalizer, no progress, no status.
 #[tokio::test(start_paused = true)]
 async fn example_08_events_should_see_every_event_fire_and_forget() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .without_time()
-        .with_target(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let running = Running::start(watch_events::operator()).await;
+    let sink = kopf::LogSink::default();
+    let mut settings = test_settings();
+    settings.log_sink = Some(sink.clone());
+    let running = Running::start_with(watch_events::operator(), settings).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     running.create_example().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -533,7 +510,7 @@ async fn example_08_events_should_see_every_event_fire_and_forget() {
     running.delete_example().await;
     running.wait_gone().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let logs = captured.text();
+    let logs = sink.messages().join("\n");
     assert_eq!(
         logs.matches("Handler 'normal_event_fn' succeeded.").count(),
         2,

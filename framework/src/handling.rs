@@ -120,16 +120,44 @@ pub enum Level {
     Error,
 }
 
+/// Collects an operator's log lines (`[namespace/name] message`), per
+/// operator rather than process-wide: set it in `Settings::log_sink`.
+#[derive(Clone, Debug, Default)]
+pub struct LogSink(Arc<Mutex<Vec<LogLine>>>);
+
+impl LogSink {
+    /// Every line so far, in order.
+    pub fn lines(&self) -> Vec<LogLine> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The messages so far, as `[namespace/name] message`.
+    pub fn messages(&self) -> Vec<String> {
+        self.lines().into_iter().map(|l| l.message).collect()
+    }
+
+    fn push(&self, line: LogLine) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+    }
+}
+
 /// The per-object logger: writes `[namespace/name] message` through
-/// `tracing` and keeps the lines for posting as Kubernetes Events.
+/// `tracing` (and to the operator's [`LogSink`], if any) and keeps the lines
+/// for posting as Kubernetes Events.
 #[derive(Clone, Debug)]
 pub struct Logger {
     prefix: Arc<str>,
     lines: Arc<Mutex<Vec<LogLine>>>,
+    sink: Option<LogSink>,
 }
 
 impl Logger {
+    #[cfg(test)]
     pub(crate) fn new(namespace: &str, name: &str) -> Self {
+        Self::with_sink(namespace, name, None)
+    }
+
+    pub(crate) fn with_sink(namespace: &str, name: &str, sink: Option<LogSink>) -> Self {
         let prefix = if namespace.is_empty() {
             format!("[{name}]")
         } else {
@@ -138,6 +166,7 @@ impl Logger {
         Logger {
             prefix: prefix.into(),
             lines: Arc::default(),
+            sink,
         }
     }
 
@@ -147,6 +176,12 @@ impl Logger {
             Level::Info => tracing::info!("{} {message}", self.prefix),
             Level::Warning => tracing::warn!("{} {message}", self.prefix),
             Level::Error => tracing::error!("{} {message}", self.prefix),
+        }
+        if let Some(sink) = &self.sink {
+            sink.push(LogLine {
+                level,
+                message: format!("{} {message}", self.prefix),
+            });
         }
         self.lines
             .lock()

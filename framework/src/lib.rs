@@ -37,7 +37,8 @@ pub mod structs;
 
 pub use cli::{run, RunError};
 pub use handling::{
-    Context, HandlerError, HandlerResult, Level, LogLine, Logger, Memo, PatchHandle,
+    Context, Events, HandlerError, HandlerResult, Level, LogLine, LogSink, Logger, Memo,
+    PatchHandle,
 };
 pub use operator::{Operator, OperatorError};
 pub use registry::{ErrorsMode, Handler, MetaFilter, Reason, Registry, Resource, ValuePredicate};

@@ -184,7 +184,7 @@ fn spawn_event_handlers(shared: &Arc<Shared>, body: &Arc<Value>, event_type: Val
                 runtime: std::time::Duration::ZERO,
                 param: handler.param.clone(),
                 patch: crate::handling::PatchHandle::default(),
-                logger: Logger::new(namespace, name),
+                logger: Logger::with_sink(namespace, name, shared.settings.log_sink.clone()),
                 memo: Memo::default(),
                 client: shared.client.clone(),
                 events: Events::new(Some(shared.poster.clone()), (*body).clone()),
@@ -217,7 +217,7 @@ async fn worker(
     let mut wake: Option<tokio::time::Instant> = None;
     let mut awaiting: Option<(String, tokio::time::Instant)> = None;
     let mut first = true;
-    let mut last_seen = String::new();
+    let (mut last_ns, mut last_name) = (String::new(), String::new());
     loop {
         if !first {
             let sleep_until = async {
@@ -238,7 +238,8 @@ async fn worker(
         let seen = rx.borrow_and_update().clone();
         let (body, initial) = match seen {
             Seen::Gone => {
-                tracing::debug!("{last_seen} Deleted, really deleted, and we are notified.");
+                Logger::with_sink(&last_ns, &last_name, shared.settings.log_sink.clone())
+                    .debug("Deleted, really deleted, and we are notified.");
                 return;
             }
             Seen::Object(body, initial) => (body, initial),
@@ -259,12 +260,9 @@ async fn worker(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let logger = Logger::new(&namespace, &name);
-        last_seen = if namespace.is_empty() {
-            format!("[{name}]")
-        } else {
-            format!("[{namespace}/{name}]")
-        };
+        let logger = Logger::with_sink(&namespace, &name, shared.settings.log_sink.clone());
+        last_ns.clone_from(&namespace);
+        last_name.clone_from(&name);
         let settings = &shared.settings;
         let decision = process(
             &body,

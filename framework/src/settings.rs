@@ -100,6 +100,8 @@ pub struct Settings {
     pub watching: Watching,
     /// The time source.
     pub clock: Clock,
+    /// Where to collect this operator's log lines, besides `tracing`.
+    pub log_sink: Option<crate::handling::LogSink>,
 }
 
 impl Default for Settings {
@@ -124,6 +126,7 @@ impl Default for Settings {
             },
             watching: Watching::default(),
             clock: Clock::default(),
+            log_sink: None,
         }
     }
 }

@@ -1,0 +1,120 @@
+//! Objects fully handled per second in a burst: N objects created at once in
+//! the in-process fake API server, one create handler each, done when every
+//! object has its status written and its progress purged. Also counts
+//! duplicate handler invocations (expected: zero) and peak RSS.
+//!
+//! Run: `cargo bench -p kopf --bench burst`
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use fake_apiserver::{api::Target, FakeApiServer};
+use kopf::{Context, Operator, Resource, Settings};
+use serde_json::json;
+
+const CRD: &str = include_str!("../../examples/crd.yaml");
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+async fn burst(n: usize) {
+    let server = FakeApiServer::builder()
+        .history(4 * n + 100)
+        .journal_limit(1)
+        .build();
+    server.journal().set_enabled(false);
+    server.load_str(CRD, "crd").unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let mut operator = Operator::new();
+    operator
+        .on_create(
+            &Resource::new("kopf.dev", "v1", "kopfexamples"),
+            move |_ctx: Context| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    Ok(Some(json!({"message": "hello world"})))
+                }
+            },
+        )
+        .id("create_fn");
+    let mut settings = Settings::default();
+    settings.posting.enabled = false;
+    settings.batching.batch_window = Duration::from_millis(10);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(operator.run(server.client(), settings, async {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let api = server.api().clone();
+    let t = Target {
+        kind: api
+            .resources
+            .lookup("kopf.dev", "v1", "kopfexamples")
+            .unwrap(),
+        version: "v1".into(),
+        namespace: "default".into(),
+        name: String::new(),
+    };
+    let start = Instant::now();
+    for i in 0..n {
+        let body = json!({"apiVersion": "kopf.dev/v1", "kind": "KopfExample",
+                          "metadata": {"name": format!("ex-{i:05}")}, "spec": {"field": i}});
+        api.create(&t, body, false).unwrap();
+    }
+    let key = t.kind.key.clone();
+    loop {
+        let page = api.store.list(&key, None, None, None, 0, &|o| {
+            let text = std::str::from_utf8(&o.bytes).unwrap_or_default();
+            text.contains("hello world")
+                && text.contains("last-handled-configuration")
+                && !text.contains("kopf.zalando.org/create_fn")
+        });
+        if page.map(|p| p.items.len()).unwrap_or(0) == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = start.elapsed();
+    let invocations = calls.load(Ordering::Relaxed);
+    println!(
+        "burst of {n}: fully handled in {:.2} s = {:.0} objects/s; handler invocations {invocations} (duplicates {}); peak RSS {:.1} MiB",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
+        invocations.saturating_sub(n),
+        peak_rss_mib()
+    );
+    let _ = stop.send(());
+    let _ = task.await;
+}
+
+fn main() {
+    let which: Vec<usize> = std::env::args().filter_map(|a| a.parse().ok()).collect();
+    let sizes = if which.is_empty() {
+        vec![1_000, 10_000]
+    } else {
+        which
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for n in sizes {
+        rt.block_on(burst(n));
+    }
+}
