@@ -25,6 +25,12 @@ mod events;
 #[path = "../examples/08-events.rs"]
 mod watch_events;
 
+#[path = "../examples/12-embedded.rs"]
+mod embedded;
+
+#[path = "../examples/99-all-at-once.rs"]
+mod all_at_once;
+
 #[path = "../examples/03-exceptions.rs"]
 mod exceptions;
 
@@ -533,4 +539,130 @@ async fn example_08_events_should_see_every_event_fire_and_forget() {
         "{logs}"
     );
     running.stop().await;
+}
+
+/// Counts `'<id>' succeeded` in log lines, as Kopf's e2e tests do.
+fn log_counts(lines: &[String], pattern: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in lines {
+        if let Some(start) = line
+            .find(" '")
+            .map(|i| i + 2)
+            .or_else(|| line.find('\'').map(|i| i + 1))
+        {
+            if let Some(len) = line[start..].find('\'') {
+                let (id, tail) = (&line[start..start + len], &line[start + len + 1..]);
+                if tail.trim_start().starts_with(pattern) {
+                    *counts.entry(id.to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    counts
+}
+
+/// 12-embedded: the operator runs inside another application, sees the
+/// memo the application gave it, and stops when the application says so.
+#[tokio::test(start_paused = true)]
+async fn example_12_embedded_should_run_inside_an_application() {
+    let server = FakeApiServer::new();
+    server.load_str(CRD, "crd.yaml").unwrap();
+    let sink = kopf::LogSink::default();
+    let mut settings = test_settings();
+    settings.log_sink = Some(sink.clone());
+    embedded::app(server.client(), settings, 3).await.unwrap();
+    let messages = sink.messages();
+    for step in 1..=3 {
+        let name = format!("kopf-example-{step}");
+        assert!(
+            messages.contains(&format!("[default/{name}] Hello, {name}!")),
+            "{messages:?}"
+        );
+        assert!(
+            messages.contains(&format!("[default/{name}] Good bye, {name}!")),
+            "{messages:?}"
+        );
+    }
+}
+
+/// 99-all-at-once: Kopf's success counts for activities and handlers, the
+/// child pod seen by the label-filtered event handler, status results.
+#[tokio::test(start_paused = true)]
+async fn example_99_all_at_once_should_match_kopfs_success_counts() {
+    let sink = kopf::LogSink::default();
+    let mut settings = test_settings();
+    settings.log_sink = Some(sink.clone());
+    let running = Running::start_with(all_at_once::operator(), settings).await;
+    running.create_example().await;
+    let obj = running
+        .wait_for("creation handled", |v| {
+            v["metadata"]["annotations"]
+                .get("kopf.zalando.org/last-handled-configuration")
+                .is_some()
+        })
+        .await;
+    assert_eq!(obj["status"]["create_1"]["job1-status"], 100);
+    assert_eq!(obj["status"]["create_2"]["job2-status"], 100);
+    running
+        .patch_example(serde_json::json!({"spec": {"lst": ["a", "b"]}}))
+        .await;
+    running
+        .wait_for("update handled", |v| {
+            v["metadata"]["annotations"]["kopf.zalando.org/last-handled-configuration"]
+                .as_str()
+                .is_some_and(|s| s.contains("lst"))
+        })
+        .await;
+    running.delete_example().await;
+    running.wait_gone().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let warnings: Vec<String> = running.event_messages().await;
+    assert!(
+        warnings.contains(&"Cannot do something".to_string()),
+        "{warnings:?}"
+    );
+    running.stop().await;
+    let lines = sink.messages();
+    let succeeded = log_counts(&lines, "succeeded");
+    let expected = [
+        ("create_1", 1),
+        ("create_2", 1),
+        ("create_pod", 1),
+        ("delete", 1),
+        ("startup_fn_simple", 1),
+        ("startup_fn_retried", 1),
+        ("cleanup_fn", 1),
+    ];
+    for (id, n) in expected {
+        assert_eq!(succeeded.get(id), Some(&n), "{id}: {succeeded:?}");
+    }
+    assert_eq!(
+        log_counts(&lines, "failed permanently"),
+        Default::default(),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with("This pod is special for us.")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(
+            |l| l == "Activity 'startup_fn_retried' failed temporarily: Going to succeed in 3s"
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with("Handling the FIELD = None -> [\"a\",\"b\"]")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "[default/kopf-example-1] Deleted, really deleted, and we are notified."),
+        "{lines:?}"
+    );
 }

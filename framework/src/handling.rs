@@ -75,18 +75,40 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
     }
 }
 
-/// Per-object memory kept across handler calls (and shared by clones).
+/// Memory kept across handler calls: operator-wide, or per object. A
+/// per-object memo reads through to the operator-wide one for keys it has
+/// not set itself; writes stay per object (Kopf's shallow copy).
 #[derive(Clone, Debug, Default)]
-pub struct Memo(Arc<Mutex<HashMap<String, Value>>>);
+pub struct Memo(Arc<Mutex<HashMap<String, Value>>>, Option<Box<Memo>>);
 
 impl Memo {
-    /// The value stored under `key`.
+    /// A fresh memo.
+    pub fn new() -> Self {
+        Memo::default()
+    }
+
+    /// A per-object memo over this operator-wide one.
+    pub(crate) fn child(&self) -> Memo {
+        Memo(Arc::default(), Some(Box::new(self.clone())))
+    }
+
+    /// The value stored under `key` (here, or in the operator-wide memo).
     pub fn get(&self, key: &str) -> Option<Value> {
-        self.0
+        let own = self
+            .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
-            .cloned()
+            .cloned();
+        own.or_else(|| self.1.as_ref().and_then(|parent| parent.get(key)))
+    }
+
+    /// The operator-wide memo (itself, when this is the operator-wide one).
+    pub fn global(&self) -> Memo {
+        match &self.1 {
+            Some(parent) => (**parent).clone(),
+            None => self.clone(),
+        }
     }
 
     /// Stores `value` under `key`.
@@ -170,17 +192,31 @@ impl Logger {
         }
     }
 
+    /// A logger for operator-level messages (no object prefix).
+    pub(crate) fn operator(sink: Option<LogSink>) -> Self {
+        Logger {
+            prefix: "".into(),
+            lines: Arc::default(),
+            sink,
+        }
+    }
+
     fn log(&self, level: Level, message: String) {
+        let full = if self.prefix.is_empty() {
+            message.clone()
+        } else {
+            format!("{} {message}", self.prefix)
+        };
         match level {
-            Level::Debug => tracing::debug!("{} {message}", self.prefix),
-            Level::Info => tracing::info!("{} {message}", self.prefix),
-            Level::Warning => tracing::warn!("{} {message}", self.prefix),
-            Level::Error => tracing::error!("{} {message}", self.prefix),
+            Level::Debug => tracing::debug!("{full}"),
+            Level::Info => tracing::info!("{full}"),
+            Level::Warning => tracing::warn!("{full}"),
+            Level::Error => tracing::error!("{full}"),
         }
         if let Some(sink) = &self.sink {
             sink.push(LogLine {
                 level,
-                message: format!("{} {message}", self.prefix),
+                message: full,
             });
         }
         self.lines

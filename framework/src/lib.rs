@@ -18,11 +18,13 @@
 //! - `registry`: handlers with their reasons, filters and options.
 //! - [`hierarchies`]: owner references, labels and naming for children.
 //! - `posting`: log lines posted as Kubernetes Events (an engine).
+//! - `activities`: startup and cleanup handlers (an engine).
 //! - `processing`: one object, one cycle: cause, finalizer, handlers, patch.
 //! - `reactor`: watchers, per-object workers, patch application.
 //! - `operator`, `settings`: the public shell.
 #![deny(missing_docs)]
 
+mod activities;
 mod cli;
 mod handling;
 pub mod hierarchies;

@@ -29,6 +29,14 @@ pub enum OperatorError {
     /// No handlers were registered.
     #[error("no handlers are registered")]
     NoHandlers,
+    /// A startup or cleanup activity failed permanently.
+    #[error("Activity '{id}' failed permanently: {message}")]
+    ActivityFailed {
+        /// The activity's id.
+        id: String,
+        /// Why.
+        message: String,
+    },
 }
 
 /// An operator: handlers for resources, and settings.
@@ -48,6 +56,7 @@ pub enum OperatorError {
 #[derive(Default)]
 pub struct Operator {
     registry: Registry,
+    memo: crate::handling::Memo,
 }
 
 impl Operator {
@@ -59,6 +68,31 @@ impl Operator {
     /// The registered handlers.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The operator-wide memo: what is set here before `run` is visible to
+    /// every handler (through its per-object memo) and to activities.
+    pub fn memo(&self) -> &crate::handling::Memo {
+        &self.memo
+    }
+
+    /// Runs `f` once when the operator starts, before any object is handled;
+    /// retried until it succeeds; a permanent failure stops the operator.
+    pub fn on_startup<F, Fut>(&mut self, f: F) -> &mut Handler
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.register(&Resource::new("", "", ""), Reason::Startup, f)
+    }
+
+    /// Runs `f` once when the operator stops, after handling stopped.
+    pub fn on_cleanup<F, Fut>(&mut self, f: F) -> &mut Handler
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.register(&Resource::new("", "", ""), Reason::Cleanup, f)
     }
 
     fn register<F, Fut>(&mut self, resource: &Resource, reason: Reason, f: F) -> &mut Handler
@@ -153,6 +187,10 @@ impl Operator {
         if self.registry.handlers.is_empty() {
             return Err(OperatorError::NoHandlers);
         }
+        let startup = self.registry.activities(Reason::Startup);
+        crate::activities::run(&startup, Reason::Startup, &client, &self.memo, &settings)
+            .await
+            .map_err(|(id, message)| OperatorError::ActivityFailed { id, message })?;
         let poster = crate::posting::start(client.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
@@ -172,6 +210,7 @@ impl Operator {
                 status_subresource,
                 settings: settings.clone(),
                 poster: poster.clone(),
+                memo: self.memo.clone(),
             });
             let namespaces: Vec<Option<String>> = if settings.watching.namespaces.is_empty() {
                 vec![None]
@@ -191,6 +230,10 @@ impl Operator {
         stop.await;
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}
+        let cleanup = self.registry.activities(Reason::Cleanup);
+        crate::activities::run(&cleanup, Reason::Cleanup, &client, &self.memo, &settings)
+            .await
+            .map_err(|(id, message)| OperatorError::ActivityFailed { id, message })?;
         Ok(())
     }
 }

@@ -140,7 +140,7 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
                 Reason::Update => {
                     h.reason == Reason::Update || (inputs.initial && h.reason == Reason::Resume)
                 }
-                Reason::Event => false,
+                Reason::Event | Reason::Startup | Reason::Cleanup => false,
             };
             let field_ok = match (&h.field, reason) {
                 (Some(path), Reason::Update) => {

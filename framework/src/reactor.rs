@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) handlers: Vec<Handler>,
     pub(crate) settings: Settings,
     pub(crate) poster: mpsc::UnboundedSender<Posting>,
+    /// The operator-wide memo.
+    pub(crate) memo: Memo,
 }
 
 fn rv_of(body: &Value) -> Option<&str> {
@@ -185,7 +187,7 @@ fn spawn_event_handlers(shared: &Arc<Shared>, body: &Arc<Value>, event_type: Val
                 param: handler.param.clone(),
                 patch: crate::handling::PatchHandle::default(),
                 logger: Logger::with_sink(namespace, name, shared.settings.log_sink.clone()),
-                memo: Memo::default(),
+                memo: shared.memo.child(),
                 client: shared.client.clone(),
                 events: Events::new(Some(shared.poster.clone()), (*body).clone()),
                 event: Some(serde_json::json!({"type": event_type, "object": *body})),
@@ -213,7 +215,7 @@ async fn worker(
     mut rx: watch::Receiver<Seen>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let memo = Memo::default();
+    let memo = shared.memo.child();
     let mut wake: Option<tokio::time::Instant> = None;
     let mut awaiting: Option<(String, tokio::time::Instant)> = None;
     let mut first = true;

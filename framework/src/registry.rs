@@ -65,6 +65,10 @@ pub enum Reason {
     Resume,
     /// Any watch event (fire-and-forget handlers).
     Event,
+    /// Once when the operator starts, before it handles anything.
+    Startup,
+    /// Once when the operator stops, after it handled everything.
+    Cleanup,
 }
 
 impl Reason {
@@ -76,6 +80,8 @@ impl Reason {
             Reason::Delete => "delete",
             Reason::Resume => "resume",
             Reason::Event => "event",
+            Reason::Startup => "startup",
+            Reason::Cleanup => "cleanup",
         }
     }
 
@@ -87,7 +93,14 @@ impl Reason {
             Reason::Delete => "deletion",
             Reason::Resume => "resuming",
             Reason::Event => "event",
+            Reason::Startup => "startup",
+            Reason::Cleanup => "cleanup",
         }
+    }
+
+    /// Whether handlers of this reason belong to a resource.
+    pub fn is_resource_bound(self) -> bool {
+        !matches!(self, Reason::Startup | Reason::Cleanup)
     }
 }
 
@@ -302,7 +315,11 @@ impl Registry {
     /// The resources that have handlers, in registration order.
     pub fn resources(&self) -> Vec<Resource> {
         let mut out: Vec<Resource> = Vec::new();
-        for h in &self.handlers {
+        for h in self
+            .handlers
+            .iter()
+            .filter(|h| h.reason.is_resource_bound())
+        {
             if !out.contains(&h.resource) {
                 out.push(h.resource.clone());
             }
@@ -314,7 +331,16 @@ impl Registry {
     pub(crate) fn for_resource(&self, resource: &Resource) -> Vec<Handler> {
         self.handlers
             .iter()
-            .filter(|h| &h.resource == resource)
+            .filter(|h| h.reason.is_resource_bound() && &h.resource == resource)
+            .cloned()
+            .collect()
+    }
+
+    /// The activities (startup or cleanup handlers) of `reason`.
+    pub(crate) fn activities(&self, reason: Reason) -> Vec<Handler> {
+        self.handlers
+            .iter()
+            .filter(|h| h.reason == reason)
             .cloned()
             .collect()
     }
