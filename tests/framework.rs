@@ -248,3 +248,195 @@ async fn restart_between_retries_should_preserve_the_retry_count() {
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
+
+/// Resources named by short name or kind are resolved through discovery;
+/// an unknown name is a clear error at start.
+#[tokio::test(start_paused = true)]
+async fn resources_should_resolve_by_short_name_and_kind() {
+    for name in ["kex", "KopfExample", "kopfexamples.kopf.dev"] {
+        let server = FakeApiServer::new();
+        server.load_str(CRD, "crd").unwrap();
+        let mut op = Operator::new();
+        op.on_create(&Resource::named(name), create_fn);
+        let (stop, task) = start(&server, op);
+        let client = server.client();
+        create(&client).await;
+        assert!(
+            until(&client, |s| s["create_fn"]["message"] == "hello world").await,
+            "{name}"
+        );
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
+    }
+    let server = FakeApiServer::new();
+    let mut op = Operator::new();
+    op.on_create(&Resource::named("nothings"), create_fn);
+    let err = op
+        .run(server.client(), settings(), std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("resource nothings is not served by the cluster"),
+        "{err}"
+    );
+}
+
+/// A typed custom resource: the resource from the type, typed spec in the handler.
+mod typed {
+    use super::*;
+    use kube::CustomResource;
+    use schemars::JsonSchema;
+    use serde::{Deserialize, Serialize};
+
+    /// The examples' resource, typed.
+    #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, JsonSchema)]
+    #[kube(group = "kopf.dev", version = "v1", kind = "KopfExample", namespaced)]
+    pub(crate) struct KopfExampleSpec {
+        pub(crate) field: String,
+        pub(crate) items: Vec<String>,
+    }
+
+    /// `Resource::of::<K>()` and `ctx.typed::<K>()`.
+    #[tokio::test(start_paused = true)]
+    async fn typed_resources_should_give_typed_specs() {
+        let server = FakeApiServer::new();
+        server.load_str(CRD, "crd").unwrap();
+        let mut op = Operator::new();
+        op.on_create(&Resource::of::<KopfExample>(), |ctx: Context| async move {
+            let example: KopfExample = ctx.typed()?;
+            Ok(Some(
+                json!({"field": example.spec.field, "items": example.spec.items.len()}),
+            ))
+        })
+        .id("typed_fn");
+        let (stop, task) = start(&server, op);
+        let client = server.client();
+        create(&client).await;
+        assert!(
+            until(&client, |s| s["typed_fn"]
+                == json!({"field": "value", "items": 2}))
+            .await
+        );
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
+    }
+}
+
+/// Namespace globs: objects in matching namespaces are handled, others not.
+#[tokio::test(start_paused = true)]
+async fn namespace_globs_should_select_namespaces() {
+    let server = FakeApiServer::new();
+    server.load_str(CRD, "crd").unwrap();
+    server
+        .load_str(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n",
+            "ns",
+        )
+        .unwrap();
+    let mut settings = settings();
+    settings.watching.namespaces = vec!["team-*".into()];
+    let mut op = Operator::new();
+    op.on_create(&resource(), create_fn);
+    let (stop, task) = start_with(&server, op, settings);
+    let client = server.client();
+    create(&client).await;
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("kopf.dev", "v1", "KopfExample"),
+        "kopfexamples",
+    );
+    let team: Api<DynamicObject> = Api::namespaced_with(client.clone(), "team-a", &ar);
+    let obj: DynamicObject = serde_yaml::from_str(OBJ).unwrap();
+    team.create(&PostParams::default(), &obj).await.unwrap();
+    let mut handled = false;
+    for _ in 0..100 {
+        let got = serde_json::to_value(team.get("kopf-example-1").await.unwrap()).unwrap();
+        if got["status"]["create_fn"]["message"] == "hello world" {
+            handled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(handled, "team-a matches team-*");
+    assert_eq!(
+        status_of(&client).await,
+        Value::Null,
+        "default does not match"
+    );
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
+
+/// Progress can live in `status.kopf.progress` instead of annotations.
+#[tokio::test(start_paused = true)]
+async fn progress_should_be_storable_in_status() {
+    let server = FakeApiServer::new();
+    server.load_str(CRD, "crd").unwrap();
+    let mut settings = settings();
+    settings.persistence.progress.location = kopf::storage::ProgressLocation::Status;
+    let mut op = Operator::new();
+    op.on_create(&resource(), |ctx: Context| async move {
+        if ctx.retry == 0 {
+            return Err(HandlerError::temporary("later", Duration::from_secs(60)));
+        }
+        Ok(Some(json!("done")))
+    })
+    .id("slow");
+    let (stop, task) = start_with(&server, op, settings);
+    let client = server.client();
+    create(&client).await;
+    assert!(
+        until(&client, |s| s["kopf"]["progress"]["slow"]["retries"] == 1).await,
+        "{}",
+        status_of(&client).await
+    );
+    let obj = serde_json::to_value(examples(&client).get("kopf-example-1").await.unwrap()).unwrap();
+    assert!(
+        obj["metadata"]["annotations"]
+            .get("kopf.zalando.org/slow")
+            .is_none(),
+        "nothing in annotations"
+    );
+    assert!(
+        until(&client, |s| s["slow"] == "done"
+            && s["kopf"]["progress"].get("slow").is_none())
+        .await
+    );
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
+
+/// A handler retried past its timeout fails permanently.
+#[tokio::test(start_paused = true)]
+async fn handler_timeouts_should_fail_permanently() {
+    let server = FakeApiServer::new();
+    server.load_str(CRD, "crd").unwrap();
+    let sink = kopf::LogSink::default();
+    let mut settings = settings();
+    settings.log_sink = Some(sink.clone());
+    let mut op = Operator::new();
+    op.on_create(&resource(), |_ctx: Context| async move {
+        Err(HandlerError::temporary("not ready", Duration::from_secs(2)))
+    })
+    .id("never")
+    .timeout(Duration::from_secs(5));
+    let (stop, task) = start_with(&server, op, settings);
+    let client = server.client();
+    create(&client).await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let lines = sink.messages();
+    assert!(
+        lines.iter().any(|l| l.contains(
+            "Handler 'never' failed temporarily but will time out in 5.0 seconds: not ready"
+        )),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with("Creation is processed: 0 succeeded; 1 failed.")),
+        "{lines:?}"
+    );
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}

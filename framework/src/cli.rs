@@ -98,6 +98,17 @@ pub async fn run(operator: Operator, settings: Settings) -> Result<(), RunError>
         LogFormat::Full => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    if let Some(login) = operator.login().await {
+        let config =
+            login.map_err(|e| RunError::Config(format!("the login handler failed: {e}")))?;
+        let client = kube::Client::try_from(config).map_err(|e| RunError::Config(e.to_string()))?;
+        let mut settings = settings;
+        if !args.all_namespaces && !args.namespaces.is_empty() {
+            settings.watching.namespaces = args.namespaces;
+        }
+        operator.run(client, settings, shutdown_signal()).await?;
+        return Ok(());
+    }
     let options = kube::config::KubeConfigOptions {
         context: args.context.clone(),
         ..Default::default()

@@ -440,6 +440,17 @@ impl Context {
             .unwrap_or_default()
     }
 
+    /// The body as a typed object (e.g. a `#[derive(CustomResource)]`
+    /// struct, for typed `spec` and `status`).
+    ///
+    /// # Errors
+    /// A permanent error when the body does not fit the type (retrying
+    /// would not help).
+    pub fn typed<K: serde::de::DeserializeOwned>(&self) -> Result<K, HandlerError> {
+        serde_json::from_value(self.body.clone())
+            .map_err(|e| HandlerError::Permanent(format!("the object does not fit the type: {e}")))
+    }
+
     /// `metadata.annotations`.
     pub fn annotations(&self) -> Map<String, Value> {
         self.meta()

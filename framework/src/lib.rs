@@ -42,6 +42,6 @@ pub use handling::{
     Context, Events, HandlerError, HandlerResult, Level, LogLine, LogSink, Logger, Memo,
     PatchHandle,
 };
-pub use operator::{Operator, OperatorError};
+pub use operator::{LoginFn, Operator, OperatorError};
 pub use registry::{ErrorsMode, Handler, MetaFilter, Reason, Registry, Resource, ValuePredicate};
 pub use settings::{Batching, Clock, Execution, Persistence, Posting, Settings, Watching};

@@ -39,6 +39,15 @@ pub enum OperatorError {
     },
 }
 
+/// A login function: produces the client configuration to use.
+pub type LoginFn = Arc<
+    dyn Fn() -> futures::future::BoxFuture<
+            'static,
+            Result<kube::Config, crate::handling::HandlerError>,
+        > + Send
+        + Sync,
+>;
+
 /// An operator: handlers for resources, and settings.
 ///
 /// ```no_run
@@ -57,6 +66,7 @@ pub enum OperatorError {
 pub struct Operator {
     registry: Registry,
     memo: crate::handling::Memo,
+    login: Option<LoginFn>,
 }
 
 impl Operator {
@@ -74,6 +84,27 @@ impl Operator {
     /// every handler (through its per-object memo) and to activities.
     pub fn memo(&self) -> &crate::handling::Memo {
         &self.memo
+    }
+
+    /// Custom credentials: `f` returns the `kube::Config` that
+    /// [`crate::run`] connects with, instead of the kubeconfig or in-cluster
+    /// configuration.
+    pub fn on_login<F, Fut>(&mut self, f: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<kube::Config, crate::handling::HandlerError>> + Send + 'static,
+    {
+        self.login = Some(Arc::new(move || Box::pin(f())));
+    }
+
+    /// Logs in with the `on_login` handler, if there is one.
+    pub(crate) async fn login(
+        &self,
+    ) -> Option<Result<kube::Config, crate::handling::HandlerError>> {
+        match &self.login {
+            Some(f) => Some(f().await),
+            None => None,
+        }
     }
 
     /// Runs `f` once when the operator starts, before any object is handled;
@@ -194,17 +225,19 @@ impl Operator {
         let poster = crate::posting::start(client.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
-        for resource in self.registry.resources() {
+        for declared in self.registry.resources() {
+            let unknown = |source: kube::Error| OperatorError::UnknownResource {
+                resource: Box::new(declared.clone()),
+                source: Box::new(source),
+            };
+            let resource = crate::reactor::resolve(&client, &declared)
+                .await
+                .map_err(unknown)?;
             let (api_resource, status_subresource) =
-                discover(&client, &resource).await.map_err(|source| {
-                    OperatorError::UnknownResource {
-                        resource: Box::new(resource.clone()),
-                        source: Box::new(source),
-                    }
-                })?;
+                discover(&client, &resource).await.map_err(unknown)?;
             let shared = Arc::new(Shared {
                 client: client.clone(),
-                handlers: self.registry.for_resource(&resource),
+                handlers: self.registry.for_resource(&declared),
                 resource,
                 api_resource,
                 status_subresource,
@@ -212,17 +245,20 @@ impl Operator {
                 poster: poster.clone(),
                 memo: self.memo.clone(),
             });
-            let namespaces: Vec<Option<String>> = if settings.watching.namespaces.is_empty() {
-                vec![None]
-            } else {
-                settings
-                    .watching
-                    .namespaces
-                    .iter()
-                    .cloned()
-                    .map(Some)
-                    .collect()
-            };
+            // Globs need the whole cluster watched (objects are filtered by
+            // namespace); plain names get a watch each.
+            let namespaces: Vec<Option<String>> =
+                if settings.watching.namespaces.is_empty() || settings.watching.has_globs() {
+                    vec![None]
+                } else {
+                    settings
+                        .watching
+                        .namespaces
+                        .iter()
+                        .cloned()
+                        .map(Some)
+                        .collect()
+                };
             for ns in namespaces {
                 tasks.spawn(watch_resource(shared.clone(), ns, stop_rx.clone()));
             }

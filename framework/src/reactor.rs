@@ -101,6 +101,13 @@ pub(crate) async fn watch_resource(
                 continue;
             }
         };
+        if !shared
+            .settings
+            .watching
+            .serves(obj.metadata.namespace.as_deref().unwrap_or_default())
+        {
+            continue;
+        }
         let key = format!(
             "{}/{}",
             obj.metadata.namespace.clone().unwrap_or_default(),
@@ -376,6 +383,59 @@ async fn apply(
         rv = done.metadata.resource_version;
     }
     Ok(rv)
+}
+
+/// Resolves a `Resource::named` through discovery: the first served
+/// resource (core first, then groups in the server's order, each at its
+/// preferred version) whose kind, plural, singular or short name matches.
+pub(crate) async fn resolve(client: &Client, resource: &Resource) -> Result<Resource, kube::Error> {
+    let Some(name) = &resource.lookup else {
+        return Ok(resource.clone());
+    };
+    let (name, group_hint) = match name.split_once('.') {
+        Some((n, g)) => (n.to_string(), Some(g.to_string())),
+        None => (name.clone(), None),
+    };
+    let lower = name.to_lowercase();
+    let matches = |r: &k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResource| {
+        !r.name.contains('/')
+            && (r.name == lower
+                || r.kind == name
+                || r.singular_name == lower
+                || r.short_names
+                    .as_ref()
+                    .is_some_and(|s| s.iter().any(|x| *x == lower)))
+    };
+    let mut candidates: Vec<(String, String)> = Vec::new();
+    if group_hint.is_none() {
+        candidates.push((String::new(), "v1".into()));
+    }
+    for group in client.list_api_groups().await?.groups {
+        if group_hint.as_ref().is_some_and(|g| *g != group.name) {
+            continue;
+        }
+        if let Some(preferred) = group
+            .preferred_version
+            .or_else(|| group.versions.first().cloned())
+        {
+            candidates.push((group.name.clone(), preferred.version));
+        }
+    }
+    for (group, version) in candidates {
+        let list = if group.is_empty() {
+            client.list_core_api_resources(&version).await?
+        } else {
+            client
+                .list_api_group_resources(&format!("{group}/{version}"))
+                .await?
+        };
+        if let Some(found) = list.resources.iter().find(|r| matches(r)) {
+            return Ok(Resource::new(&group, &version, &found.name));
+        }
+    }
+    Err(kube::Error::Discovery(
+        kube::error::DiscoveryError::MissingResource(name),
+    ))
 }
 
 /// Finds whether `resource` has a `/status` subresource, through discovery.

@@ -11,7 +11,9 @@ use serde_json::Value;
 
 use crate::handling::{Context, HandlerResult};
 
-/// A resource to handle: `group/version/plural` (group "" for the core API).
+/// A resource to handle: `group/version/plural` (group "" for the core
+/// API), or a name (kind, plural, singular or short name) resolved through
+/// discovery when the operator starts.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Resource {
     /// API group.
@@ -20,6 +22,8 @@ pub struct Resource {
     pub version: String,
     /// Plural name.
     pub plural: String,
+    /// A name to resolve through discovery (`Resource::named`).
+    pub(crate) lookup: Option<String>,
 }
 
 impl Resource {
@@ -29,7 +33,25 @@ impl Resource {
             group: group.into(),
             version: version.into(),
             plural: plural.into(),
+            lookup: None,
         }
+    }
+
+    /// A resource known by its kind, plural, singular or short name
+    /// (`KopfExample`, `kopfexamples`, `kex`), optionally `name.group`;
+    /// resolved through discovery at start (the preferred version).
+    pub fn named(name: &str) -> Self {
+        Resource {
+            group: String::new(),
+            version: String::new(),
+            plural: String::new(),
+            lookup: Some(name.into()),
+        }
+    }
+
+    /// The resource of a typed kube object, e.g. a `#[derive(CustomResource)]` struct.
+    pub fn of<K: kube::Resource<DynamicType = ()>>() -> Self {
+        Resource::new(&K::group(&()), &K::version(&()), &K::plural(&()))
     }
 
     /// `apiVersion` of the resource.
@@ -44,6 +66,9 @@ impl Resource {
 
 impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(name) = &self.lookup {
+            return f.write_str(name);
+        }
         if self.group.is_empty() {
             write!(f, "{}/{}", self.version, self.plural)
         } else {

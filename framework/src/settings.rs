@@ -81,8 +81,46 @@ pub struct Persistence {
 /// What to watch.
 #[derive(Clone, Debug, Default)]
 pub struct Watching {
-    /// Namespaces to watch; empty = the whole cluster.
+    /// Namespaces to watch; empty = the whole cluster. Entries may be globs
+    /// (`*` any run of characters, `?` one character), e.g. `team-*`.
     pub namespaces: Vec<String>,
+}
+
+/// Whether `name` matches the glob `pattern` (`*` and `?`).
+pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+impl Watching {
+    /// Whether any namespace entry is a glob.
+    pub(crate) fn has_globs(&self) -> bool {
+        self.namespaces.iter().any(|n| n.contains(['*', '?']))
+    }
+
+    /// Whether objects in `namespace` are served.
+    pub(crate) fn serves(&self, namespace: &str) -> bool {
+        self.namespaces.is_empty()
+            || namespace.is_empty()
+            || self.namespaces.iter().any(|p| glob_match(p, namespace))
+    }
 }
 
 /// All settings.
@@ -138,5 +176,26 @@ impl Settings {
         self.persistence.diffbase.prefix = prefix.into();
         self.persistence.finalizer = format!("{prefix}/KopfFinalizerMarker");
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_should_match_like_shell_patterns() {
+        assert!(glob_match("team-*", "team-a"));
+        assert!(glob_match("team-*", "team-"));
+        assert!(!glob_match("team-*", "other"));
+        assert!(glob_match("t?am-*-x", "team-blue-x"));
+        assert!(glob_match("*", "anything"));
+        assert!(!glob_match("a?c", "ac"));
+        let w = Watching {
+            namespaces: vec!["team-*".into(), "default".into()],
+        };
+        assert!(
+            w.has_globs() && w.serves("team-x") && w.serves("default") && !w.serves("kube-system")
+        );
     }
 }
