@@ -402,9 +402,7 @@ pub(crate) async fn resolve(client: &Client, resource: &Resource) -> Result<Reso
             && (r.name == lower
                 || r.kind == name
                 || r.singular_name == lower
-                || r.short_names
-                    .as_ref()
-                    .is_some_and(|s| s.iter().any(|x| *x == lower)))
+                || r.short_names.as_ref().is_some_and(|s| s.contains(&lower)))
     };
     let mut candidates: Vec<(String, String)> = Vec::new();
     if group_hint.is_none() {
