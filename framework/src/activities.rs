@@ -11,7 +11,8 @@ use serde_json::Value;
 
 use crate::{
     handling::{attempt, Context, Events, Limits, Logger, Memo, Outcome, PatchHandle},
-    registry::{Handler, Reason, Resource},
+    references::{Reason, Resource},
+    registry::Handler,
     settings::Settings,
 };
 

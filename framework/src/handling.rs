@@ -12,11 +12,26 @@ use std::{
     time::Duration,
 };
 
-use futures::FutureExt;
+use futures::{future::BoxFuture, FutureExt};
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 
 use crate::structs::{DiffItem, Patch};
+
+/// What to do with errors other than `Permanent` and `Temporary`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ErrorsMode {
+    /// Retry after the backoff (the default).
+    #[default]
+    Temporary,
+    /// Fail for good.
+    Permanent,
+    /// Log and treat as done.
+    Ignored,
+}
+
+/// A handler function, type-erased.
+pub(crate) type HandlerFn = Arc<dyn Fn(Context) -> BoxFuture<'static, HandlerResult> + Send + Sync>;
 
 /// What a handler returns: `Ok(Some(value))` stores `value` under
 /// `status.<handler id>`; `Ok(None)` stores nothing.
@@ -318,9 +333,9 @@ pub struct Context {
     /// The handler's id.
     pub id: String,
     /// Why the handler runs.
-    pub reason: crate::registry::Reason,
+    pub reason: crate::references::Reason,
     /// The resource.
-    pub resource: crate::registry::Resource,
+    pub resource: crate::references::Resource,
     /// The diff since the last handled state.
     pub diff: Vec<DiffItem>,
     /// The last handled essence (`None` on creation).
@@ -477,13 +492,13 @@ pub(crate) struct Limits {
     pub(crate) retries: Option<u32>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) backoff: Duration,
-    pub(crate) errors: crate::registry::ErrorsMode,
+    pub(crate) errors: ErrorsMode,
 }
 
 /// Invokes `func` once (catching panics) and decides the outcome, logging
 /// Kopf's messages with `label` (e.g. `Handler 'create_fn'`).
 pub(crate) async fn attempt(
-    func: &crate::registry::HandlerFn,
+    func: &HandlerFn,
     ctx: Context,
     limits: &Limits,
     label: &str,
@@ -559,19 +574,19 @@ pub(crate) async fn attempt(
             }
         }
         Err(HandlerError::Other(e)) => match limits.errors {
-            crate::registry::ErrorsMode::Ignored => {
+            ErrorsMode::Ignored => {
                 logger.error(format!(
                     "{label} failed with an exception and will ignore it: {e}"
                 ));
                 Outcome::Success(None)
             }
-            crate::registry::ErrorsMode::Permanent => {
+            ErrorsMode::Permanent => {
                 logger.error(format!(
                     "{label} failed with an exception and will stop now: {e}"
                 ));
                 Outcome::Failure(e)
             }
-            crate::registry::ErrorsMode::Temporary => match exceeds(limits.backoff) {
+            ErrorsMode::Temporary => match exceeds(limits.backoff) {
                 Some(why) => {
                     logger.error(format!(
                         "{label} failed with an exception and will stop now (it would {why} on the next attempt): {e}"
@@ -618,7 +633,7 @@ fn fmt_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{ErrorsMode, HandlerFn, Reason, Resource};
+    use crate::references::{Reason, Resource};
 
     fn ctx(retry: u32, runtime: Duration) -> Context {
         Context {

@@ -12,7 +12,7 @@
 //!
 //! Lowest layer first; a layer never reaches upward.
 //!
-//! - `structs`: diffs and merge patches (plain data).
+//! - `structs`, `references`: diffs, merge patches, resources and reasons (plain data).
 //! - `storage`: progress records and the diff-base, Kopf-compatible.
 //! - `handling`: the context, handler errors, one attempt's outcome.
 //! - `registry`: handlers with their reasons, filters and options.
@@ -32,6 +32,7 @@ mod operator;
 mod posting;
 mod processing;
 mod reactor;
+mod references;
 mod registry;
 mod settings;
 pub mod storage;
@@ -39,9 +40,10 @@ pub mod structs;
 
 pub use cli::{run, RunError};
 pub use handling::{
-    Context, Events, HandlerError, HandlerResult, Level, LogLine, LogSink, Logger, Memo,
-    PatchHandle,
+    Context, ErrorsMode, Events, HandlerError, HandlerResult, Level, LogLine, LogSink, Logger,
+    Memo, PatchHandle,
 };
 pub use operator::{LoginFn, Operator, OperatorError};
-pub use registry::{ErrorsMode, Handler, MetaFilter, Reason, Registry, Resource, ValuePredicate};
+pub use references::{Reason, Resource};
+pub use registry::{Handler, MetaFilter, Registry, ValuePredicate};
 pub use settings::{Batching, Clock, Execution, Persistence, Posting, Settings, Watching};

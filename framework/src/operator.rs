@@ -7,9 +7,11 @@ use kube::Client;
 use tokio::sync::watch;
 
 use crate::{
+    handling::HandlerFn,
     handling::{Context, HandlerResult},
     reactor::{discover, watch_resource, Shared},
-    registry::{default_id, Handler, HandlerFn, Reason, Registry, Resource},
+    references::{Reason, Resource},
+    registry::{default_id, Handler, Registry},
     settings::Settings,
 };
 
@@ -187,7 +189,7 @@ impl Operator {
         Fut: Future<Output = HandlerResult> + Send + 'static,
     {
         let handler = self.register(resource, Reason::Event, f);
-        handler.errors = crate::registry::ErrorsMode::Ignored;
+        handler.errors = crate::handling::ErrorsMode::Ignored;
         handler
     }
 

@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 
 use crate::{
     handling::{attempt, Context, Events, Limits, Logger, Memo, Outcome, PatchHandle},
-    registry::{Handler, Reason, Resource},
+    references::{Reason, Resource},
+    registry::Handler,
     storage::{DiffBaseStorage, ProgressStorage},
     structs::{diff, reduce, Patch},
 };

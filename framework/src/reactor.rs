@@ -22,7 +22,8 @@ use tokio::sync::{mpsc, watch};
 use crate::{
     handling::{Events, Logger, Memo, Posting},
     processing::{process, Inputs},
-    registry::{Handler, Resource},
+    references::Resource,
+    registry::Handler,
     settings::Settings,
 };
 
@@ -132,7 +133,7 @@ pub(crate) async fn watch_resource(
         if !shared
             .handlers
             .iter()
-            .any(|h| h.reason != crate::registry::Reason::Event)
+            .any(|h| h.reason != crate::references::Reason::Event)
         {
             continue;
         }
@@ -161,7 +162,7 @@ fn spawn_event_handlers(shared: &Arc<Shared>, body: &Arc<Value>, event_type: Val
     for handler in shared
         .handlers
         .iter()
-        .filter(|h| h.reason == crate::registry::Reason::Event)
+        .filter(|h| h.reason == crate::references::Reason::Event)
     {
         if !handler.matches(body) {
             continue;
@@ -183,7 +184,7 @@ fn spawn_event_handlers(shared: &Arc<Shared>, body: &Arc<Value>, event_type: Val
             let ctx = crate::handling::Context {
                 body: (*body).clone(),
                 id: handler.id.clone(),
-                reason: crate::registry::Reason::Event,
+                reason: crate::references::Reason::Event,
                 resource: shared.resource.clone(),
                 diff: Vec::new(),
                 old: None,
@@ -203,7 +204,7 @@ fn spawn_event_handlers(shared: &Arc<Shared>, body: &Arc<Value>, event_type: Val
                 retries: None,
                 timeout: None,
                 backoff: shared.settings.execution.default_backoff,
-                errors: crate::registry::ErrorsMode::Ignored,
+                errors: crate::handling::ErrorsMode::Ignored,
             };
             crate::handling::attempt(
                 &handler.func,

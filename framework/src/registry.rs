@@ -1,145 +1,17 @@
 //! The registry: handlers declared by the user, with their resource, reason,
 //! filters and options, and the selection of the handlers a cause needs.
 //!
-//! Knows `structs` (bodies) and `handling` (the context and result types a
-//! handler function has); never does I/O.
+//! Knows `references` (resources, reasons) and `handling` (the handler
+//! function type, errors modes); never does I/O.
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use futures::future::BoxFuture;
 use serde_json::Value;
 
-use crate::handling::{Context, HandlerResult};
-
-/// A resource to handle: `group/version/plural` (group "" for the core
-/// API), or a name (kind, plural, singular or short name) resolved through
-/// discovery when the operator starts.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Resource {
-    /// API group.
-    pub group: String,
-    /// API version.
-    pub version: String,
-    /// Plural name.
-    pub plural: String,
-    /// A name to resolve through discovery (`Resource::named`).
-    pub(crate) lookup: Option<String>,
-}
-
-impl Resource {
-    /// `group/version/plural`.
-    pub fn new(group: &str, version: &str, plural: &str) -> Self {
-        Resource {
-            group: group.into(),
-            version: version.into(),
-            plural: plural.into(),
-            lookup: None,
-        }
-    }
-
-    /// A resource known by its kind, plural, singular or short name
-    /// (`KopfExample`, `kopfexamples`, `kex`), optionally `name.group`;
-    /// resolved through discovery at start (the preferred version).
-    pub fn named(name: &str) -> Self {
-        Resource {
-            group: String::new(),
-            version: String::new(),
-            plural: String::new(),
-            lookup: Some(name.into()),
-        }
-    }
-
-    /// The resource of a typed kube object, e.g. a `#[derive(CustomResource)]` struct.
-    pub fn of<K: kube::Resource<DynamicType = ()>>() -> Self {
-        Resource::new(&K::group(&()), &K::version(&()), &K::plural(&()))
-    }
-
-    /// `apiVersion` of the resource.
-    pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.clone()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
-    }
-}
-
-impl fmt::Display for Resource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(name) = &self.lookup {
-            return f.write_str(name);
-        }
-        if self.group.is_empty() {
-            write!(f, "{}/{}", self.version, self.plural)
-        } else {
-            write!(f, "{}/{}/{}", self.group, self.version, self.plural)
-        }
-    }
-}
-
-/// Why a handler runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reason {
-    /// The object is new (no diff-base).
-    Create,
-    /// The object's essence changed.
-    Update,
-    /// The object is being deleted.
-    Delete,
-    /// The operator (re)started and found the object unchanged.
-    Resume,
-    /// Any watch event (fire-and-forget handlers).
-    Event,
-    /// Once when the operator starts, before it handles anything.
-    Startup,
-    /// Once when the operator stops, after it handled everything.
-    Cleanup,
-}
-
-impl Reason {
-    /// `create`, `update`, `delete`, `resume` (Kopf's purpose names).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Create => "create",
-            Reason::Update => "update",
-            Reason::Delete => "delete",
-            Reason::Resume => "resume",
-            Reason::Event => "event",
-            Reason::Startup => "startup",
-            Reason::Cleanup => "cleanup",
-        }
-    }
-
-    /// `creation`, `updating`, `deletion`, `resuming` (Kopf's cause titles).
-    pub fn title(self) -> &'static str {
-        match self {
-            Reason::Create => "creation",
-            Reason::Update => "updating",
-            Reason::Delete => "deletion",
-            Reason::Resume => "resuming",
-            Reason::Event => "event",
-            Reason::Startup => "startup",
-            Reason::Cleanup => "cleanup",
-        }
-    }
-
-    /// Whether handlers of this reason belong to a resource.
-    pub fn is_resource_bound(self) -> bool {
-        !matches!(self, Reason::Startup | Reason::Cleanup)
-    }
-}
-
-/// What to do with errors other than `Permanent` and `Temporary`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ErrorsMode {
-    /// Retry after the backoff (the default).
-    #[default]
-    Temporary,
-    /// Fail for good.
-    Permanent,
-    /// Log and treat as done.
-    Ignored,
-}
+use crate::{
+    handling::{ErrorsMode, HandlerFn},
+    references::{Reason, Resource},
+};
 
 /// A predicate over a label's or annotation's value (`None` when absent).
 pub type ValuePredicate = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
@@ -178,9 +50,6 @@ impl fmt::Debug for MetaFilter {
         }
     }
 }
-
-/// A handler function, type-erased.
-pub(crate) type HandlerFn = Arc<dyn Fn(Context) -> BoxFuture<'static, HandlerResult> + Send + Sync>;
 
 /// A predicate over the whole body.
 pub(crate) type When = Arc<dyn Fn(&Value) -> bool + Send + Sync>;
