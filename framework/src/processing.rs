@@ -317,7 +317,10 @@ pub(crate) fn record_of(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{handling::HandlerError, registry::HandlerFn, structs::apply_patch};
+    use crate::{
+        handling::{HandlerError, HandlerFn},
+        structs::apply_patch,
+    };
     use std::sync::{
         atomic::{AtomicUsize, Ordering},
         Arc,
