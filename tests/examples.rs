@@ -25,6 +25,9 @@ mod events;
 #[path = "../examples/08-events.rs"]
 mod watch_events;
 
+#[path = "../examples/10-builtins.rs"]
+mod builtins;
+
 #[path = "../examples/12-embedded.rs"]
 mod embedded;
 
@@ -665,4 +668,91 @@ async fn example_99_all_at_once_should_match_kopfs_success_counts() {
             .any(|l| l == "[default/kopf-example-1] Deleted, really deleted, and we are notified."),
         "{lines:?}"
     );
+}
+
+async fn make_pod(client: &Client) -> String {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), "default");
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": "kopf-pod-"},
+        "spec": {"containers": [{"name": "the-only-one", "image": "busybox", "command": ["sh", "-x", "-c", "sleep 1"]}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .unwrap()
+        .metadata
+        .name
+        .unwrap()
+}
+
+/// 10-builtins: a pod deleted before its killer fires cancels it (the
+/// deletion waits for the delete handler through the finalizer).
+#[tokio::test(start_paused = true)]
+async fn example_10_builtins_should_cancel_the_killer_on_deletion() {
+    let sink = kopf::LogSink::default();
+    let mut settings = test_settings();
+    settings.log_sink = Some(sink.clone());
+    let running = Running::start_with(builtins::operator(), settings).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let name = make_pod(&running.client).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(running.client.clone(), "default");
+    let pod = pods.get(&name).await.unwrap();
+    assert_eq!(
+        pod.metadata.finalizers,
+        Some(vec!["kopf.zalando.org/KopfFinalizerMarker".to_string()])
+    );
+    pods.delete(&name, &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        pods.get_opt(&name).await.unwrap().is_none(),
+        "the finalizer was released"
+    );
+    let lines = sink.messages();
+    for expected in [
+        format!("[default/{name}] Creation is in progress:"),
+        format!("[default/{name}] === Pod killing happens in 30s."),
+        format!("[default/{name}] Deletion is in progress:"),
+        format!("[default/{name}] === Pod killing is cancelled!"),
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(&expected)),
+            "{expected:?} not in {lines:#?}"
+        );
+    }
+    assert!(
+        !lines.iter().any(|l| l.contains("happens NOW")),
+        "{lines:#?}"
+    );
+    running.stop().await;
+}
+
+/// 10-builtins: a pod left alone is deleted by its killer after 30 s.
+#[tokio::test(start_paused = true)]
+async fn example_10_builtins_should_kill_pods_after_30_seconds() {
+    let sink = kopf::LogSink::default();
+    let mut settings = test_settings();
+    settings.log_sink = Some(sink.clone());
+    let running = Running::start_with(builtins::operator(), settings).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let name = make_pod(&running.client).await;
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(running.client.clone(), "default");
+    assert!(
+        pods.get_opt(&name).await.unwrap().is_none(),
+        "killed and finalized"
+    );
+    let lines = sink.messages();
+    assert!(
+        lines
+            .iter()
+            .any(|l| *l == format!("[default/{name}] === Pod killing happens NOW!")),
+        "{lines:#?}"
+    );
+    running.stop().await;
 }

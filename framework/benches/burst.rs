@@ -3,7 +3,8 @@
 //! object has its status written and its progress purged. Also counts
 //! duplicate handler invocations (expected: zero) and peak RSS.
 //!
-//! Run: `cargo bench -p kopf --bench burst`
+//! Run: `cargo bench -p kopf --bench burst` (bursts), and
+//! `cargo bench -p kopf --bench burst -- idle` (memory per idle handled object).
 
 use std::{
     sync::{
@@ -18,6 +19,16 @@ use kopf::{Context, Operator, Resource, Settings};
 use serde_json::json;
 
 const CRD: &str = include_str!("../../examples/crd.yaml");
+
+fn rss_kib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
 
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -114,7 +125,96 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if std::env::args().any(|a| a == "idle") {
+        // Alone in its process, so that memory freed by bursts is not reused.
+        rt.block_on(idle_memory(10_000));
+        return;
+    }
     for n in sizes {
         rt.block_on(burst(n));
     }
+}
+
+/// Memory per idle handled object: N objects created first, RSS measured,
+/// then the operator started and left to finish and idle; the RSS growth per
+/// object is an upper bound (it includes the fake server's own growth from
+/// the operator's patches, reported separately from the store's bytes).
+async fn idle_memory(n: usize) {
+    let server = FakeApiServer::builder()
+        .history(64)
+        .journal_limit(1)
+        .build();
+    server.journal().set_enabled(false);
+    server.load_str(CRD, "crd").unwrap();
+    let api = server.api().clone();
+    let t = Target {
+        kind: api
+            .resources
+            .lookup("kopf.dev", "v1", "kopfexamples")
+            .unwrap(),
+        version: "v1".into(),
+        namespace: "default".into(),
+        name: String::new(),
+    };
+    for i in 0..n {
+        let body = json!({"apiVersion": "kopf.dev/v1", "kind": "KopfExample",
+                          "metadata": {"name": format!("ex-{i:05}")}, "spec": {"field": i}});
+        api.create(&t, body, false).unwrap();
+    }
+    let key = t.kind.key.clone();
+    let stored_bytes = |api: &fake_apiserver::api::Api| -> usize {
+        api.store
+            .list(&key, None, None, None, 0, &|_| true)
+            .map(|p| p.items.iter().map(|o| o.bytes.len()).sum())
+            .unwrap_or(0)
+    };
+    let bytes_before = stored_bytes(&api);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = rss_kib();
+    let mut operator = Operator::new();
+    operator
+        .on_create(
+            &Resource::new("kopf.dev", "v1", "kopfexamples"),
+            |_ctx: Context| async move { Ok(Some(json!({"message": "hello world"}))) },
+        )
+        .id("create_fn");
+    let mut settings = Settings::default();
+    settings.posting.enabled = false;
+    settings.batching.batch_window = Duration::from_millis(10);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(operator.run(server.client(), settings, async {
+        let _ = stopped.await;
+    }));
+    loop {
+        let page = api.store.list(&key, None, None, None, 0, &|o| {
+            let text = std::str::from_utf8(&o.bytes).unwrap_or_default();
+            text.contains("last-handled-configuration")
+                && !text.contains("kopf.zalando.org/create_fn")
+        });
+        if page.map(|p| p.items.len()).unwrap_or(0) == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_kib();
+    let bytes_after = stored_bytes(&api);
+    // What a watch cache of these objects costs: each latest body parsed and
+    // held, as every worker holds its object's.
+    let cache: Vec<serde_json::Value> = api
+        .store
+        .list(&key, None, None, None, 0, &|_| true)
+        .map(|p| p.items.iter().map(|o| o.value()).collect())
+        .unwrap_or_default();
+    let with_cache = rss_kib();
+    let total = (after - before) / n as f64;
+    let cached = (with_cache - after) / n as f64;
+    println!(
+        "idle memory, {n} handled objects: RSS +{total:.2} KiB per object in all; a parsed copy of each body (the watch cache) costs {cached:.2} KiB; beyond it {:.2} KiB per object (an upper bound: it includes the fake server's growth, whose objects grew by {:.2} KiB each from the operator's patches)",
+        total - cached,
+        (bytes_after.saturating_sub(bytes_before)) as f64 / 1024.0 / n as f64,
+    );
+    drop(cache);
+    let _ = stop.send(());
+    let _ = task.await;
 }

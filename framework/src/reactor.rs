@@ -274,7 +274,8 @@ async fn worker(
         last_ns.clone_from(&namespace);
         last_name.clone_from(&name);
         let settings = &shared.settings;
-        let decision = process(
+        // Boxed, so that an idle worker's own future stays small.
+        let decision = Box::pin(process(
             &body,
             Inputs {
                 resource: &shared.resource,
@@ -290,7 +291,7 @@ async fn worker(
                 client: &shared.client,
                 events: &Events::new(Some(shared.poster.clone()), (*body).clone()),
             },
-        )
+        ))
         .await;
         if settings.posting.enabled
             && !(shared.resource.group.is_empty() && shared.resource.plural == "events")
@@ -307,7 +308,7 @@ async fn worker(
         if decision.patch.is_empty() {
             continue;
         }
-        match apply(&shared, &namespace, &name, decision.patch).await {
+        match Box::pin(apply(&shared, &namespace, &name, decision.patch)).await {
             Ok(Some(rv)) => {
                 awaiting = Some((
                     rv,
