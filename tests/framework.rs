@@ -440,3 +440,293 @@ async fn handler_timeouts_should_fail_permanently() {
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
+
+/// Field filters: `field` + `old`/`new` select one change; `value` selects
+/// objects by a field's current value.
+#[tokio::test(start_paused = true)]
+async fn field_filters_should_select_changes_and_values() {
+    use kopf::FieldFilter;
+    let server = FakeApiServer::new();
+    server.load_str(CRD, "crd").unwrap();
+    let mut op = Operator::new();
+    op.on_update(&resource(), |ctx: Context| async move {
+        Ok(Some(json!({"from": ctx.old, "to": ctx.new})))
+    })
+    .id("value_to_newvalue")
+    .field("spec.field")
+    .old(FieldFilter::Equals(json!("value")))
+    .new_value(FieldFilter::Equals(json!("newvalue")));
+    op.on_update(&resource(), |_ctx: Context| async move {
+        Ok(Some(json!("wrong")))
+    })
+    .id("other_change")
+    .field("spec.field")
+    .new_value(FieldFilter::Equals(json!("something else")));
+    op.on_create(&resource(), |ctx: Context| async move {
+        Ok(Some(ctx.param.clone().unwrap_or_default()))
+    })
+    .id("with_value")
+    .field("spec.field")
+    .value(FieldFilter::Equals(json!("value")))
+    .param(json!("a param"));
+    op.on_create(&resource(), |_ctx: Context| async move {
+        Ok(Some(json!("wrong")))
+    })
+    .id("without_value")
+    .value(FieldFilter::Absent)
+    .field("spec.field");
+    let (stop, task) = start(&server, op);
+    let client = server.client();
+    create(&client).await;
+    assert!(until(&client, |s| s["with_value"] == "a param").await);
+    examples(&client)
+        .patch(
+            "kopf-example-1",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"field": "newvalue"}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        until(&client, |s| s["value_to_newvalue"]
+            == json!({"from": "value", "to": "newvalue"}))
+        .await
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = status_of(&client).await;
+    assert!(
+        status.get("other_change").is_none() && status.get("without_value").is_none(),
+        "{status}"
+    );
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
+
+/// `execution.max_workers` bounds how many objects are processed at once.
+#[tokio::test(start_paused = true)]
+async fn max_workers_should_bound_concurrency() {
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+    let server = FakeApiServer::new();
+    server.load_str(CRD, "crd").unwrap();
+    let (now, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (n, p) = (now.clone(), peak.clone());
+    let mut op = Operator::new();
+    op.on_create(&resource(), move |_ctx: Context| {
+        let (n, p) = (n.clone(), p.clone());
+        async move {
+            let running = n.fetch_add(1, Ordering::SeqCst) + 1;
+            p.fetch_max(running, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            n.fetch_sub(1, Ordering::SeqCst);
+            Ok(Some(json!("done")))
+        }
+    })
+    .id("slow");
+    let mut s = settings();
+    s.execution.max_workers = Some(2);
+    let (stop, task) = start_with(&server, op, s);
+    let client = server.client();
+    for i in 0..8 {
+        let mut obj: DynamicObject = serde_yaml::from_str(OBJ).unwrap();
+        obj.metadata.name = Some(format!("ex-{i}"));
+        examples(&client)
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap();
+    }
+    for _ in 0..200 {
+        let list = examples(&client).list(&Default::default()).await.unwrap();
+        if list
+            .items
+            .iter()
+            .all(|o| o.data["status"]["slow"] == "done")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let list = examples(&client).list(&Default::default()).await.unwrap();
+    assert!(list
+        .items
+        .iter()
+        .all(|o| o.data["status"]["slow"] == "done"));
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        2,
+        "never more than 2 at once, and 2 used"
+    );
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
+
+/// A handler that panics is an error (retried), never a crash.
+#[tokio::test(start_paused = true)]
+async fn panicking_handlers_should_be_retried_not_crash() {
+    let server = FakeApiServer::new();
+    server.load_str(CRD, "crd").unwrap();
+    let sink = kopf::LogSink::default();
+    let mut s = settings();
+    s.log_sink = Some(sink.clone());
+    let mut op = Operator::new();
+    op.on_create(&resource(), |ctx: Context| async move {
+        if ctx.retry == 0 {
+            panic!("kaboom");
+        }
+        Ok(Some(json!("survived")))
+    })
+    .id("panicky");
+    let (stop, task) = start_with(&server, op, s);
+    let client = server.client();
+    create(&client).await;
+    assert!(until(&client, |s| s["panicky"] == "survived").await);
+    assert!(sink
+        .messages()
+        .iter()
+        .any(|l| l.contains("Handler 'panicky' failed with an exception and will try again in 1.0 seconds: panicked: kaboom")));
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
+
+/// Another prefix: progress, diff-base and finalizer use it.
+#[tokio::test(start_paused = true)]
+async fn the_prefix_should_be_configurable() {
+    let server = FakeApiServer::new();
+    server.load_str(CRD, "crd").unwrap();
+    let s = settings().with_prefix("my-operator.example.com");
+    let mut op = Operator::new();
+    op.on_create(&resource(), create_fn);
+    op.on_delete(&resource(), |_ctx: Context| async move { Ok(None) })
+        .id("delete_fn");
+    let (stop, task) = start_with(&server, op, s);
+    let client = server.client();
+    create(&client).await;
+    assert!(until(&client, |s| s["create_fn"]["message"] == "hello world").await);
+    let obj = serde_json::to_value(examples(&client).get("kopf-example-1").await.unwrap()).unwrap();
+    assert!(
+        obj["metadata"]["annotations"]["my-operator.example.com/last-handled-configuration"]
+            .is_string()
+    );
+    assert_eq!(
+        obj["metadata"]["finalizers"],
+        json!(["my-operator.example.com/KopfFinalizerMarker"])
+    );
+    assert!(!obj["metadata"]["annotations"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .any(|k| k.starts_with("kopf.zalando.org/")));
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
+
+/// An object Kopf (Python) left mid-retry and another it fully handled:
+/// the Rust operator continues the first from Kopf's record (naive
+/// timestamps and all) and only resumes the second.
+#[tokio::test(start_paused = true)]
+async fn objects_left_by_kopf_should_continue_where_kopf_stopped() {
+    let server = FakeApiServer::new();
+    server.load_str(CRD, "crd").unwrap();
+    let client = server.client();
+    let kopf_record = r#"{"started":"2020-01-01T00:00:00.000000","delayed":"2020-01-01T00:01:00.000000","purpose":"create","retries":2,"success":false,"failure":false,"message":"Expected recoverable error."}"#;
+    let mut pending: DynamicObject = serde_yaml::from_str(OBJ).unwrap();
+    pending
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("kopf.zalando.org/create_fn".into(), kopf_record.into());
+    examples(&client)
+        .create(&PostParams::default(), &pending)
+        .await
+        .unwrap();
+    let mut handled: DynamicObject = serde_yaml::from_str(OBJ).unwrap();
+    handled.metadata.name = Some("kopf-example-2".into());
+    let essence = r#"{"metadata":{"labels":{"somelabel":"somevalue"},"annotations":{"someannotation":"somevalue"}},"spec":{"duration":"1m","field":"value","items":["item1","item2"]}}"#;
+    handled
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(
+            "kopf.zalando.org/last-handled-configuration".into(),
+            format!("{essence}\n"),
+        );
+    examples(&client)
+        .create(&PostParams::default(), &handled)
+        .await
+        .unwrap();
+
+    let mut op = Operator::new();
+    op.on_create(&resource(), |ctx: Context| async move {
+        Ok(Some(json!({"retry": ctx.retry})))
+    })
+    .id("create_fn");
+    op.on_resume(&resource(), |_ctx: Context| async move {
+        Ok(Some(json!("resumed")))
+    })
+    .id("resume_fn");
+    let (stop, task) = start(&server, op);
+    assert!(
+        until(&client, |s| s["create_fn"]["retry"] == 2).await,
+        "continued at Kopf's retry count"
+    );
+    let mut two = Value::Null;
+    for _ in 0..100 {
+        two = serde_json::to_value(examples(&client).get("kopf-example-2").await.unwrap()).unwrap();
+        if two["status"]["resume_fn"] == "resumed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(two["status"]["resume_fn"], "resumed");
+    assert!(
+        two["status"].get("create_fn").is_none(),
+        "not created again"
+    );
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
+
+/// `on_login` supplies the credentials `kopf::run_with` connects with.
+#[tokio::test]
+async fn login_handlers_should_supply_the_connection() {
+    let server = FakeApiServer::new();
+    server.load_str(CRD, "crd").unwrap();
+    let serving = server.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let url: http::Uri = serving.url().parse().unwrap();
+    let mut op = Operator::new();
+    op.on_create(&resource(), create_fn);
+    op.on_login(move || {
+        let url = url.clone();
+        async move { Ok(kube::Config::new(url)) }
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut s = kopf::Settings::default();
+    s.batching.batch_window = Duration::from_millis(10);
+    let args = ["my-operator", "-A", "--standalone"].map(String::from);
+    let task = tokio::spawn(kopf::run_with(op, s, args, async {
+        let _ = stopped.await;
+    }));
+    let client = server.client();
+    create(&client).await;
+    let mut ok = false;
+    for _ in 0..200 {
+        if status_of(&client).await["create_fn"]["message"] == "hello world" {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ok, "handled through the login handler's connection");
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    let err = kopf::run_with(
+        Operator::new(),
+        kopf::Settings::default(),
+        ["x", "--bogus"].map(String::from),
+        async {},
+    )
+    .await;
+    assert!(matches!(err, Err(kopf::RunError::Args(_))));
+}

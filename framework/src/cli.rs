@@ -59,6 +59,9 @@ struct Args {
 /// Errors of [`run`].
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The command line is wrong.
+    #[error("{0}")]
+    Args(String),
     /// The kubeconfig could not be read or used.
     #[error("cannot load the kubeconfig: {0}")]
     Config(String),
@@ -73,7 +76,34 @@ pub enum RunError {
 /// # Errors
 /// [`RunError`] when the cluster is unreachable or the operator fails to start.
 pub async fn run(operator: Operator, settings: Settings) -> Result<(), RunError> {
-    let args = Args::parse();
+    run_with(operator, settings, std::env::args(), shutdown_signal()).await
+}
+
+/// As [`run`], with the command line given and stopped by `stop` instead of
+/// a signal (for embedding and tests).
+///
+/// # Errors
+/// [`RunError`] when the arguments are wrong, the cluster is unreachable, or
+/// the operator fails to start.
+pub async fn run_with(
+    operator: Operator,
+    settings: Settings,
+    args: impl IntoIterator<Item = String>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), RunError> {
+    let args = match Args::try_parse_from(args) {
+        Ok(args) => args,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            let _ = e.print();
+            return Ok(());
+        }
+        Err(e) => return Err(RunError::Args(e.to_string())),
+    };
     let level = if args.debug {
         "debug"
     } else if args.verbose {
@@ -106,7 +136,7 @@ pub async fn run(operator: Operator, settings: Settings) -> Result<(), RunError>
         if !args.all_namespaces && !args.namespaces.is_empty() {
             settings.watching.namespaces = args.namespaces;
         }
-        operator.run(client, settings, shutdown_signal()).await?;
+        operator.run(client, settings, stop).await?;
         return Ok(());
     }
     let options = kube::config::KubeConfigOptions {
@@ -134,7 +164,7 @@ pub async fn run(operator: Operator, settings: Settings) -> Result<(), RunError>
         settings.watching.namespaces = args.namespaces;
     }
     let _ = args.standalone;
-    operator.run(client, settings, shutdown_signal()).await?;
+    operator.run(client, settings, stop).await?;
     Ok(())
 }
 

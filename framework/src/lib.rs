@@ -38,12 +38,12 @@ mod settings;
 pub mod storage;
 pub mod structs;
 
-pub use cli::{run, RunError};
+pub use cli::{run, run_with, RunError};
 pub use handling::{
     Context, ErrorsMode, Events, HandlerError, HandlerResult, Level, LogLine, LogSink, Logger,
     Memo, PatchHandle,
 };
 pub use operator::{LoginFn, Operator, OperatorError};
 pub use references::{Reason, Resource};
-pub use registry::{Handler, MetaFilter, Registry, ValuePredicate};
+pub use registry::{FieldFilter, FieldPredicate, Handler, MetaFilter, Registry, ValuePredicate};
 pub use settings::{Batching, Clock, Execution, Persistence, Posting, Settings, Watching};

@@ -201,7 +201,7 @@ impl Operator {
         Fut: Future<Output = HandlerResult> + Send + 'static,
     {
         let handler = self.register(resource, Reason::Update, f);
-        handler.field = Some(path.split('.').map(String::from).collect());
+        handler.field(path);
         handler.id = format!("{}/{path}", handler.id);
         handler
     }
@@ -225,6 +225,10 @@ impl Operator {
             .await
             .map_err(|(id, message)| OperatorError::ActivityFailed { id, message })?;
         let poster = crate::posting::start(client.clone());
+        let limit = settings
+            .execution
+            .max_workers
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1))));
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         for declared in self.registry.resources() {
@@ -246,6 +250,7 @@ impl Operator {
                 settings: settings.clone(),
                 poster: poster.clone(),
                 memo: self.memo.clone(),
+                limit: limit.clone(),
             });
             // Globs need the whole cluster watched (objects are filtered by
             // namespace); plain names get a watch each.

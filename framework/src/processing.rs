@@ -144,13 +144,13 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
                 Reason::Event | Reason::Startup | Reason::Cleanup => false,
             };
             let field_ok = match (&h.field, reason) {
-                (Some(path), Reason::Update) => {
+                (Some(path), Reason::Update | Reason::Create) => {
                     let p: Vec<&str> = path.iter().map(String::as_str).collect();
                     !reduce(&changes, &p).is_empty()
                 }
                 _ => true,
             };
-            wanted && field_ok && h.matches(body)
+            wanted && field_ok && h.matches(body) && h.matches_change(old.as_ref(), &new)
         })
         .collect();
     if reason != Reason::Resume || !selected.is_empty() {

@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     pub(crate) poster: mpsc::UnboundedSender<Posting>,
     /// The operator-wide memo.
     pub(crate) memo: Memo,
+    /// The operator-wide bound on objects processed at once.
+    pub(crate) limit: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 fn rv_of(body: &Value) -> Option<&str> {
@@ -274,6 +276,10 @@ async fn worker(
         last_ns.clone_from(&namespace);
         last_name.clone_from(&name);
         let settings = &shared.settings;
+        let _permit = match &shared.limit {
+            Some(limit) => limit.clone().acquire_owned().await.ok(),
+            None => None,
+        };
         // Boxed, so that an idle worker's own future stays small.
         let decision = Box::pin(process(
             &body,

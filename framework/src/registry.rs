@@ -13,6 +13,45 @@ use crate::{
     references::{Reason, Resource},
 };
 
+/// A predicate over a field's value (`None` when absent).
+pub type FieldPredicate = Arc<dyn Fn(Option<&Value>) -> bool + Send + Sync>;
+
+/// A condition on a field's value (Kopf's `value=`, `old=`, `new=`).
+#[derive(Clone)]
+pub enum FieldFilter {
+    /// Must equal this value.
+    Equals(Value),
+    /// Must be present (not null).
+    Present,
+    /// Must be absent (or null).
+    Absent,
+    /// Must satisfy this predicate.
+    Predicate(FieldPredicate),
+}
+
+impl FieldFilter {
+    pub(crate) fn accepts(&self, value: Option<&Value>) -> bool {
+        let value = value.filter(|v| !v.is_null());
+        match self {
+            FieldFilter::Equals(v) => value == Some(v),
+            FieldFilter::Present => value.is_some(),
+            FieldFilter::Absent => value.is_none(),
+            FieldFilter::Predicate(p) => p(value),
+        }
+    }
+}
+
+impl fmt::Debug for FieldFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldFilter::Equals(v) => write!(f, "Equals({v})"),
+            FieldFilter::Present => f.write_str("Present"),
+            FieldFilter::Absent => f.write_str("Absent"),
+            FieldFilter::Predicate(_) => f.write_str("Predicate(..)"),
+        }
+    }
+}
+
 /// A predicate over a label's or annotation's value (`None` when absent).
 pub type ValuePredicate = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
 
@@ -72,6 +111,9 @@ pub struct Handler {
     pub(crate) annotations: Vec<(String, MetaFilter)>,
     pub(crate) when: Option<When>,
     pub(crate) field: Option<Vec<String>>,
+    pub(crate) value: Option<FieldFilter>,
+    pub(crate) old: Option<FieldFilter>,
+    pub(crate) new: Option<FieldFilter>,
 }
 
 impl fmt::Debug for Handler {
@@ -101,6 +143,9 @@ impl Handler {
             annotations: Vec::new(),
             when: None,
             field: None,
+            value: None,
+            old: None,
+            new: None,
         }
     }
 
@@ -160,6 +205,32 @@ impl Handler {
         self
     }
 
+    /// Narrows the handler to the field at `path` (dotted, e.g. `spec.size`):
+    /// it runs only when that field is in the diff, and gets the field's
+    /// old, new and diff; `value`, `old` and `new` filters apply to it.
+    pub fn field(&mut self, path: &str) -> &mut Self {
+        self.field = Some(path.split('.').map(String::from).collect());
+        self
+    }
+
+    /// Only when the field (see [`Handler::field`]) currently passes `filter`.
+    pub fn value(&mut self, filter: FieldFilter) -> &mut Self {
+        self.value = Some(filter);
+        self
+    }
+
+    /// Only when the field's old value (before the change) passes `filter`.
+    pub fn old(&mut self, filter: FieldFilter) -> &mut Self {
+        self.old = Some(filter);
+        self
+    }
+
+    /// Only when the field's new value (after the change) passes `filter`.
+    pub fn new_value(&mut self, filter: FieldFilter) -> &mut Self {
+        self.new = Some(filter);
+        self
+    }
+
     /// Only objects for which `when` is true.
     pub fn when(&mut self, when: impl Fn(&Value) -> bool + Send + Sync + 'static) -> &mut Self {
         self.when = Some(Arc::new(when));
@@ -183,6 +254,28 @@ impl Handler {
                 .iter()
                 .all(|(k, f)| f.accepts(meta("annotations", k).as_deref()))
             && self.when.as_ref().is_none_or(|w| w(body))
+            && self
+                .value
+                .as_ref()
+                .is_none_or(|f| f.accepts(self.field_in(body)))
+    }
+
+    /// The handler's field in `value`, if it has a field and `value` has it.
+    pub(crate) fn field_in<'a>(&self, value: &'a Value) -> Option<&'a Value> {
+        let path = self.field.as_ref()?;
+        let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        crate::structs::resolve(value, &p)
+    }
+
+    /// Whether the old/new filters accept the change from `old` to `new`.
+    pub(crate) fn matches_change(&self, old: Option<&Value>, new: &Value) -> bool {
+        self.old
+            .as_ref()
+            .is_none_or(|f| f.accepts(old.and_then(|o| self.field_in(o))))
+            && self
+                .new
+                .as_ref()
+                .is_none_or(|f| f.accepts(self.field_in(new)))
     }
 }
 

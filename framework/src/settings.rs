@@ -65,6 +65,9 @@ pub struct Execution {
     pub default_backoff: Duration,
     /// Delay before processing an object again after an unexpected API error.
     pub error_throttle: Duration,
+    /// At most this many objects processed at the same time (operator-wide);
+    /// `None` = no bound.
+    pub max_workers: Option<usize>,
 }
 
 /// Where state is kept on the objects.
@@ -156,6 +159,7 @@ impl Default for Settings {
             execution: Execution {
                 default_backoff: Duration::from_secs(60),
                 error_throttle: Duration::from_secs(10),
+                max_workers: None,
             },
             persistence: Persistence {
                 progress: ProgressStorage::default(),
