@@ -28,6 +28,7 @@ mod activities;
 mod cli;
 mod handling;
 pub mod hierarchies;
+mod observing;
 mod operator;
 mod posting;
 mod processing;
@@ -43,6 +44,7 @@ pub use handling::{
     Context, ErrorsMode, Events, HandlerError, HandlerResult, Level, LogLine, LogSink, Logger,
     Memo, PatchHandle,
 };
+pub use observing::{Observer, Pending};
 pub use operator::{LoginFn, Operator, OperatorError};
 pub use references::{Reason, Resource};
 pub use registry::{FieldFilter, FieldPredicate, Handler, MetaFilter, Registry, ValuePredicate};

@@ -225,13 +225,28 @@ impl Operator {
             .await
             .map_err(|(id, message)| OperatorError::ActivityFailed { id, message })?;
         let poster = crate::posting::start(client.clone());
+        let resources = self.registry.resources();
+        let watches_per_resource =
+            if settings.watching.namespaces.is_empty() || settings.watching.has_globs() {
+                1
+            } else {
+                settings.watching.namespaces.len()
+            };
+        let listings = Arc::new(std::sync::atomic::AtomicUsize::new(
+            resources.len() * watches_per_resource,
+        ));
+        if resources.is_empty() {
+            if let Some(o) = &settings.observer {
+                o.set_ready();
+            }
+        }
         let limit = settings
             .execution
             .max_workers
             .map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1))));
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
-        for declared in self.registry.resources() {
+        for declared in resources {
             let unknown = |source: kube::Error| OperatorError::UnknownResource {
                 resource: Box::new(declared.clone()),
                 source: Box::new(source),
@@ -251,6 +266,7 @@ impl Operator {
                 poster: poster.clone(),
                 memo: self.memo.clone(),
                 limit: limit.clone(),
+                listings: listings.clone(),
             });
             // Globs need the whole cluster watched (objects are filtered by
             // namespace); plain names get a watch each.

@@ -49,6 +49,22 @@ pub(crate) struct Shared {
     pub(crate) memo: Memo,
     /// The operator-wide bound on objects processed at once.
     pub(crate) limit: Option<Arc<tokio::sync::Semaphore>>,
+    /// Watches whose initial listing is not dispatched yet (operator-wide).
+    pub(crate) listings: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Shared {
+    /// Reports to the observer, if there is one.
+    fn observe(&self, f: impl FnOnce(&crate::observing::Observer)) {
+        if let Some(o) = &self.settings.observer {
+            f(o);
+        }
+    }
+
+    /// The observer's key of an object of this resource.
+    fn object_key(&self, key: &str) -> String {
+        format!("{} {key}", self.resource)
+    }
 }
 
 fn rv_of(body: &Value) -> Option<&str> {
@@ -81,6 +97,7 @@ pub(crate) async fn watch_resource(
     let mut workers: HashMap<String, watch::Sender<Seen>> = HashMap::new();
     let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut listing = false;
+    let mut listed = false;
     loop {
         let event = tokio::select! {
             event = stream.next() => event,
@@ -94,6 +111,16 @@ pub(crate) async fn watch_resource(
             }
             Ok(watcher::Event::InitDone) => {
                 listing = false;
+                if !listed {
+                    listed = true;
+                    if shared
+                        .listings
+                        .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+                        == 1
+                    {
+                        shared.observe(|o| o.set_ready());
+                    }
+                }
                 continue;
             }
             Ok(watcher::Event::InitApply(o)) => (o, true, false),
@@ -104,11 +131,18 @@ pub(crate) async fn watch_resource(
                 continue;
             }
         };
+        let rv = obj
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|rv| rv.parse::<u64>().ok())
+            .unwrap_or(0);
         if !shared
             .settings
             .watching
             .serves(obj.metadata.namespace.as_deref().unwrap_or_default())
         {
+            shared.observe(|o| o.seen(&shared.resource.to_string(), rv));
             continue;
         }
         let key = format!(
@@ -132,11 +166,16 @@ pub(crate) async fn watch_resource(
             Value::from("MODIFIED")
         };
         spawn_event_handlers(&shared, &body, event_type);
-        if !shared
+        let has_workers = shared
             .handlers
             .iter()
-            .any(|h| h.reason != crate::references::Reason::Event)
-        {
+            .any(|h| h.reason != crate::references::Reason::Event);
+        if has_workers && (!gone || workers.contains_key(&key)) {
+            // Queued before seen: whoever sees the resourceVersion sees the work too.
+            shared.observe(|o| o.queued(&shared.object_key(&key)));
+        }
+        shared.observe(|o| o.seen(&shared.resource.to_string(), rv));
+        if !has_workers {
             continue;
         }
         let seen = if gone {
@@ -154,8 +193,14 @@ pub(crate) async fn watch_resource(
             continue;
         }
         let (tx, rx) = watch::channel(seen);
-        workers.insert(key, tx);
-        tokio::spawn(worker(shared.clone(), rx, stop.clone()));
+        workers.insert(key.clone(), tx);
+        let observed = shared.object_key(&key);
+        let shared = shared.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            worker(shared.clone(), &observed, rx, stop).await;
+            shared.observe(|o| o.gone(&observed));
+        });
     }
 }
 
@@ -173,6 +218,7 @@ fn spawn_event_handlers(shared: &Arc<Shared>, body: &Arc<Value>, event_type: Val
         let shared = shared.clone();
         let body = body.clone();
         let event_type = event_type.clone();
+        shared.observe(|o| o.detached(1));
         tokio::spawn(async move {
             let namespace = body
                 .pointer("/metadata/namespace")
@@ -215,6 +261,7 @@ fn spawn_event_handlers(shared: &Arc<Shared>, body: &Arc<Value>, event_type: Val
                 &format!("Handler '{}'", handler.id),
             )
             .await;
+            shared.observe(|o| o.detached(-1));
         });
     }
 }
@@ -222,6 +269,7 @@ fn spawn_event_handlers(shared: &Arc<Shared>, body: &Arc<Value>, event_type: Val
 /// Handles one object until it is gone or the operator stops.
 async fn worker(
     shared: Arc<Shared>,
+    observed: &str,
     mut rx: watch::Receiver<Seen>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -248,6 +296,7 @@ async fn worker(
         // Batch: let more events for this object arrive, keep only the latest.
         tokio::time::sleep(shared.settings.batching.batch_window).await;
         let seen = rx.borrow_and_update().clone();
+        shared.observe(|o| o.taken(observed));
         let (body, initial) = match seen {
             Seen::Gone => {
                 Logger::with_sink(&last_ns, &last_name, shared.settings.log_sink.clone())
@@ -258,6 +307,7 @@ async fn worker(
         };
         if let Some((expected, deadline)) = &awaiting {
             if !reached(rv_of(&body), expected) && tokio::time::Instant::now() < *deadline {
+                shared.observe(|o| o.done(observed, wake));
                 continue;
             }
             awaiting = None;
@@ -312,6 +362,7 @@ async fn worker(
         }
         wake = decision.delay.map(|d| tokio::time::Instant::now() + d);
         if decision.patch.is_empty() {
+            shared.observe(|o| o.done(observed, wake));
             continue;
         }
         match Box::pin(apply(&shared, &namespace, &name, decision.patch)).await {
@@ -338,6 +389,7 @@ async fn worker(
                 wake = Some(wake.map_or(throttle, |w| w.min(throttle)));
             }
         }
+        shared.observe(|o| o.done(observed, wake));
     }
 }
 

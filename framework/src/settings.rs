@@ -143,6 +143,8 @@ pub struct Settings {
     pub clock: Clock,
     /// Where to collect this operator's log lines, besides `tracing`.
     pub log_sink: Option<crate::handling::LogSink>,
+    /// Where to report pending work (for embedders and test harnesses).
+    pub observer: Option<crate::observing::Observer>,
 }
 
 impl Default for Settings {
@@ -169,6 +171,7 @@ impl Default for Settings {
             watching: Watching::default(),
             clock: Clock::default(),
             log_sink: None,
+            observer: None,
         }
     }
 }

@@ -11,6 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["structs", "references"],
     &["storage"],
     &["handling"],
+    &["observing"],
     &["settings"],
     &["registry"],
     &["hierarchies", "posting", "activities"],

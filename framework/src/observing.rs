@@ -1,0 +1,136 @@
+//! Observing an operator from outside (the embedding API a test harness
+//! uses): which objects have work queued or in progress, when the next
+//! delayed handler is due, what each watch has seen, and whether the
+//! operator is ready (startup activities done, initial listings handled).
+//!
+//! Lives at the settings layer: the reactor reports into it; nothing reads
+//! it but the embedder.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::{Arc, Mutex},
+};
+
+use tokio::time::Instant;
+
+#[derive(Debug, Default)]
+struct State {
+    ready: bool,
+    /// Objects with an event not yet taken by their worker.
+    queued: BTreeSet<String>,
+    /// Objects being processed (or awaiting their own patch in the watch).
+    busy: BTreeSet<String>,
+    /// Fire-and-forget handlers still running.
+    detached: usize,
+    /// Next wake-up of each object with delayed handlers.
+    wakeups: BTreeMap<String, Instant>,
+    /// The latest resourceVersion each resource's watch has delivered.
+    seen: HashMap<String, u64>,
+}
+
+/// A shared view of an operator's pending work. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct Observer(Arc<Mutex<State>>);
+
+/// What is still pending, for reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// Objects with queued events.
+    pub queued: Vec<String>,
+    /// Objects being processed.
+    pub busy: Vec<String>,
+    /// Event handlers still running.
+    pub detached: usize,
+    /// Delayed handlers: object and when (relative to now).
+    pub wakeups: Vec<(String, std::time::Duration)>,
+}
+
+impl Observer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn set_ready(&self) {
+        self.lock().ready = true;
+    }
+
+    pub(crate) fn queued(&self, key: &str) {
+        self.lock().queued.insert(key.to_string());
+    }
+
+    pub(crate) fn taken(&self, key: &str) {
+        let mut s = self.lock();
+        s.queued.remove(key);
+        s.busy.insert(key.to_string());
+    }
+
+    pub(crate) fn done(&self, key: &str, wake: Option<Instant>) {
+        let mut s = self.lock();
+        s.busy.remove(key);
+        match wake {
+            Some(at) => {
+                s.wakeups.insert(key.to_string(), at);
+            }
+            None => {
+                s.wakeups.remove(key);
+            }
+        }
+    }
+
+    pub(crate) fn gone(&self, key: &str) {
+        let mut s = self.lock();
+        s.queued.remove(key);
+        s.busy.remove(key);
+        s.wakeups.remove(key);
+    }
+
+    pub(crate) fn detached(&self, delta: isize) {
+        let mut s = self.lock();
+        s.detached = s.detached.saturating_add_signed(delta);
+    }
+
+    pub(crate) fn seen(&self, resource: &str, rv: u64) {
+        let mut s = self.lock();
+        let entry = s.seen.entry(resource.to_string()).or_insert(0);
+        *entry = (*entry).max(rv);
+    }
+
+    /// Whether startup is over and the initial listings were dispatched.
+    pub fn is_ready(&self) -> bool {
+        self.lock().ready
+    }
+
+    /// Whether nothing is queued or in progress right now (delayed handlers
+    /// may still be due later).
+    pub fn is_idle(&self) -> bool {
+        let s = self.lock();
+        s.queued.is_empty() && s.busy.is_empty() && s.detached == 0
+    }
+
+    /// The earliest delayed handler's wake-up, if any.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        self.lock().wakeups.values().min().copied()
+    }
+
+    /// The latest resourceVersion the watch of `resource` (`group/version/plural`
+    /// as displayed by `Resource`) delivered.
+    pub fn seen_rv(&self, resource: &str) -> Option<u64> {
+        self.lock().seen.get(resource).copied()
+    }
+
+    /// What is pending now.
+    pub fn pending(&self) -> Pending {
+        let s = self.lock();
+        let now = Instant::now();
+        Pending {
+            queued: s.queued.iter().cloned().collect(),
+            busy: s.busy.iter().cloned().collect(),
+            detached: s.detached,
+            wakeups: s
+                .wakeups
+                .iter()
+                .map(|(k, at)| (k.clone(), at.saturating_duration_since(now)))
+                .collect(),
+        }
+    }
+}
