@@ -688,7 +688,7 @@ fn fault_status(
 }
 
 /// A JSON description of an injection request, as the control API takes it.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct InjectRequest {
     /// `event` (default), `duplicate`, `stale`, `hold`, `release`, `cut`,

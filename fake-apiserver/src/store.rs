@@ -608,6 +608,16 @@ impl Store {
         Ok((start, inner.rv, feed))
     }
 
+    /// The resourceVersion of the latest change to `key` (0 when none).
+    pub fn latest_rv(&self, key: &ResourceKey) -> u64 {
+        let inner = self.lock();
+        inner
+            .tables
+            .get(key)
+            .map(|t| t.history.back().map_or(t.compacted, |e| e.rv()))
+            .unwrap_or(0)
+    }
+
     /// The events of `key` still in the history window, oldest first.
     pub fn history(&self, key: &ResourceKey) -> Vec<Arc<Event>> {
         let inner = self.lock();

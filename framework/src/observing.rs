@@ -61,6 +61,7 @@ impl Observer {
     pub(crate) fn taken(&self, key: &str) {
         let mut s = self.lock();
         s.queued.remove(key);
+        s.wakeups.remove(key);
         s.busy.insert(key.to_string());
     }
 
@@ -89,6 +90,10 @@ impl Observer {
         s.detached = s.detached.saturating_add_signed(delta);
     }
 
+    pub(crate) fn watching(&self, resource: &str) {
+        self.lock().seen.entry(resource.to_string()).or_insert(0);
+    }
+
     pub(crate) fn seen(&self, resource: &str, rv: u64) {
         let mut s = self.lock();
         let entry = s.seen.entry(resource.to_string()).or_insert(0);
@@ -112,10 +117,20 @@ impl Observer {
         self.lock().wakeups.values().min().copied()
     }
 
-    /// The latest resourceVersion the watch of `resource` (`group/version/plural`
-    /// as displayed by `Resource`) delivered.
+    /// The latest resourceVersion the watch of `resource` (`plural` or
+    /// `plural.group`) delivered.
     pub fn seen_rv(&self, resource: &str) -> Option<u64> {
         self.lock().seen.get(resource).copied()
+    }
+
+    /// Every watched resource (`plural` or `plural.group`) with the latest
+    /// resourceVersion its watch delivered (0 before any event).
+    pub fn watched(&self) -> Vec<(String, u64)> {
+        self.lock()
+            .seen
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
     }
 
     /// What is pending now.

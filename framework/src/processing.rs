@@ -169,7 +169,8 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
     let mut failed = 0;
     let mut next_delay: Option<Duration> = None;
     for handler in &selected {
-        let mut record = inputs.progress.fetch(body, &handler.id).unwrap_or_default();
+        let loaded = inputs.progress.fetch(body, &handler.id);
+        let mut record = loaded.clone().unwrap_or_default();
         if record.finished() {
             if record.success {
                 succeeded += 1;
@@ -186,7 +187,10 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
             if due > inputs.now {
                 let wait = Duration::try_from(due.duration_since(inputs.now)).unwrap_or_default();
                 next_delay = Some(next_delay.map_or(wait, |d| d.min(wait)));
-                inputs.progress.store(&mut patch, &handler.id, &record);
+                // Written only when it differs from what is stored, as Kopf does.
+                if loaded.as_ref() != Some(&record) {
+                    inputs.progress.store(&mut patch, &handler.id, &record);
+                }
                 continue;
             }
         }

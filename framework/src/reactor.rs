@@ -61,6 +61,15 @@ impl Shared {
         }
     }
 
+    /// `plural` or `plural.group`, as the observer names resources.
+    fn resource_key(&self) -> String {
+        if self.resource.group.is_empty() {
+            self.resource.plural.clone()
+        } else {
+            format!("{}.{}", self.resource.plural, self.resource.group)
+        }
+    }
+
     /// The observer's key of an object of this resource.
     fn object_key(&self, key: &str) -> String {
         format!("{} {key}", self.resource)
@@ -93,6 +102,7 @@ pub(crate) async fn watch_resource(
         Some(ns) => Api::namespaced_with(shared.client.clone(), ns, &shared.api_resource),
         None => Api::all_with(shared.client.clone(), &shared.api_resource),
     };
+    shared.observe(|o| o.watching(&shared.resource_key()));
     let mut stream = Box::pin(watcher(api, watcher::Config::default()).default_backoff());
     let mut workers: HashMap<String, watch::Sender<Seen>> = HashMap::new();
     let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
@@ -142,7 +152,7 @@ pub(crate) async fn watch_resource(
             .watching
             .serves(obj.metadata.namespace.as_deref().unwrap_or_default())
         {
-            shared.observe(|o| o.seen(&shared.resource.to_string(), rv));
+            shared.observe(|o| o.seen(&shared.resource_key(), rv));
             continue;
         }
         let key = format!(
@@ -174,7 +184,7 @@ pub(crate) async fn watch_resource(
             // Queued before seen: whoever sees the resourceVersion sees the work too.
             shared.observe(|o| o.queued(&shared.object_key(&key)));
         }
-        shared.observe(|o| o.seen(&shared.resource.to_string(), rv));
+        shared.observe(|o| o.seen(&shared.resource_key(), rv));
         if !has_workers {
             continue;
         }
@@ -293,10 +303,11 @@ async fn worker(
             }
         }
         first = false;
+        // Busy from now on (not only after the batch window), for observers.
+        shared.observe(|o| o.taken(observed));
         // Batch: let more events for this object arrive, keep only the latest.
         tokio::time::sleep(shared.settings.batching.batch_window).await;
         let seen = rx.borrow_and_update().clone();
-        shared.observe(|o| o.taken(observed));
         let (body, initial) = match seen {
             Seen::Gone => {
                 Logger::with_sink(&last_ns, &last_name, shared.settings.log_sink.clone())

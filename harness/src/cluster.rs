@@ -1,0 +1,177 @@
+//! The cluster handle: an in-process fake API server with its clock on
+//! tokio's (virtual) time, and the test's own reads and writes, which go
+//! straight to the server's API (not through HTTP), so that the journal holds
+//! only the operator's requests.
+
+use std::sync::Arc;
+
+use fake_apiserver::{
+    api::{DeleteOptions, Target},
+    inject::{parse_resource, Injector},
+    journal::Journal,
+    patch::PatchType,
+    semantics::Endpoint,
+    Clock, FakeApiServer,
+};
+use serde_json::Value;
+
+use crate::HarnessError;
+
+/// The epoch the virtual clocks start at (2023-11-14T22:13:20Z).
+pub const EPOCH: i64 = 1_700_000_000;
+
+/// A fake cluster for one test.
+#[derive(Clone)]
+pub struct Cluster {
+    server: FakeApiServer,
+}
+
+impl Cluster {
+    /// A fresh cluster whose clock follows tokio's (call inside a runtime).
+    pub fn new() -> Self {
+        Cluster::with_server(
+            FakeApiServer::builder()
+                .seed(7)
+                .clock(Clock::tokio_from(EPOCH))
+                .build(),
+        )
+    }
+
+    /// A cluster around an existing server.
+    pub fn with_server(server: FakeApiServer) -> Self {
+        Cluster { server }
+    }
+
+    /// The fake API server.
+    pub fn server(&self) -> &FakeApiServer {
+        &self.server
+    }
+
+    /// A client for the operator (its requests are journaled).
+    pub fn client(&self) -> kube::Client {
+        self.server.client()
+    }
+
+    /// The journal of the operator's requests.
+    pub fn journal(&self) -> &Arc<Journal> {
+        self.server.journal()
+    }
+
+    /// The injector (watch events, fault rules).
+    pub fn injector(&self) -> &Arc<Injector> {
+        self.server.injector()
+    }
+
+    /// Applies YAML or JSON documents (CRDs first): created, or replaced.
+    ///
+    /// # Errors
+    /// When a document is malformed or refused by the server.
+    pub fn apply(&self, text: &str) -> Result<Vec<String>, HarnessError> {
+        self.server
+            .load_str(text, "scenario")
+            .map_err(|e| HarnessError::Refused(e.to_string()))
+    }
+
+    /// Applies one typed object (e.g. a k8s-openapi `ConfigMap`).
+    ///
+    /// # Errors
+    /// When it does not serialize or is refused.
+    pub fn apply_typed<T: serde::Serialize>(&self, obj: &T) -> Result<Vec<String>, HarnessError> {
+        let value = serde_json::to_value(obj).map_err(|e| HarnessError::Refused(e.to_string()))?;
+        self.apply(&value.to_string())
+    }
+
+    fn target(&self, resource: &str, namespace: &str, name: &str) -> Result<Target, HarnessError> {
+        let key = parse_resource(resource);
+        let kind =
+            self.server.api().resources.get(&key).ok_or_else(|| {
+                HarnessError::Refused(format!("resource {resource:?} is not served"))
+            })?;
+        Ok(Target {
+            version: kind.storage_version().name.clone(),
+            namespace: if kind.namespaced {
+                namespace.to_string()
+            } else {
+                String::new()
+            },
+            kind,
+            name: name.to_string(),
+        })
+    }
+
+    /// The object, if it exists (`resource` is `plural` or `plural.group`).
+    pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+        let t = self.target(resource, namespace, name).ok()?;
+        let reply = self.server.api().get(&t).ok()?;
+        serde_json::from_slice(&reply.body).ok()
+    }
+
+    /// Merge-patches the object.
+    ///
+    /// # Errors
+    /// When the server refuses (e.g. 404).
+    pub fn patch(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value, HarnessError> {
+        let t = self.target(resource, namespace, name)?;
+        let reply = self
+            .server
+            .api()
+            .patch(
+                &t,
+                PatchType::Merge,
+                patch.to_string().as_bytes(),
+                Endpoint::Main,
+                false,
+            )
+            .map_err(|e| HarnessError::Refused(e.to_string()))?;
+        serde_json::from_slice(&reply.body).map_err(|e| HarnessError::Refused(e.to_string()))
+    }
+
+    /// Deletes the object (finalizers hold it, as on a real cluster).
+    ///
+    /// # Errors
+    /// When the server refuses (e.g. 404).
+    pub fn delete(&self, resource: &str, namespace: &str, name: &str) -> Result<(), HarnessError> {
+        let t = self.target(resource, namespace, name)?;
+        self.server
+            .api()
+            .delete(&t, &DeleteOptions::default())
+            .map(|_| ())
+            .map_err(|e| HarnessError::Refused(e.to_string()))
+    }
+
+    /// Every object of a resource, in key order.
+    pub fn list(&self, resource: &str) -> Vec<Value> {
+        let key = parse_resource(resource);
+        self.server
+            .api()
+            .store
+            .list(&key, None, None, None, 0, &|_| true)
+            .map(|p| p.items.iter().map(|o| o.value()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The core/v1 Events about the object named `name`, oldest first.
+    pub fn events_for(&self, name: &str) -> Vec<Value> {
+        self.list("events")
+            .into_iter()
+            .filter(|e| e.pointer("/involvedObject/name").and_then(Value::as_str) == Some(name))
+            .collect()
+    }
+
+    /// The latest resourceVersion of a resource's changes.
+    pub(crate) fn latest_rv(&self, resource: &str) -> u64 {
+        self.server.api().store.latest_rv(&parse_resource(resource))
+    }
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster::new()
+    }
+}

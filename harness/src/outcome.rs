@@ -1,0 +1,266 @@
+//! What an operator did, as one serializable, snapshot-stable value: the
+//! final objects, the Events posted, the operator's write requests (patch
+//! bodies and content types), handler outcomes in order, and its log; with
+//! uids, timestamps and resourceVersions redacted.
+
+use kopf::{Level, LogSink, Observer};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::cluster::Cluster;
+
+/// An Event posted about an object.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EventRecord {
+    /// `Kind namespace/name` of the involved object.
+    pub object: String,
+    /// `Normal`, `Warning`, `Error`...
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The reason.
+    pub reason: String,
+    /// The message.
+    pub message: String,
+}
+
+/// A write request the operator made.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WriteRecord {
+    /// `create`, `update`, `patch`, `delete`...
+    pub verb: String,
+    /// `plural` or `plural.group`.
+    pub resource: String,
+    /// `namespace/name` (or `name`), when one object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// `status` for the status subresource.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subresource: Option<String>,
+    /// The request's content type.
+    #[serde(rename = "contentType", skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The request body (redacted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    /// The response code.
+    pub code: u16,
+}
+
+/// Everything a scenario's snapshot shows.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Outcome {
+    /// The final objects of the resources the operator watches.
+    pub objects: Vec<Value>,
+    /// Events posted (core/v1), oldest first.
+    pub events: Vec<EventRecord>,
+    /// The operator's write requests, in order (Events excluded).
+    pub writes: Vec<WriteRecord>,
+    /// Handler and activity outcomes, in order.
+    pub handlers: Vec<String>,
+    /// The operator's log at info level and above.
+    pub log: Vec<String>,
+}
+
+fn is_uuid(s: &[u8]) -> bool {
+    s.len() == 36
+        && s.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+fn timestamp_len(s: &[u8]) -> usize {
+    // 2023-11-14T22:13:20 then optional .ffffff, then Z or +00:00
+    let digits =
+        |r: std::ops::Range<usize>| s.len() >= r.end && s[r].iter().all(u8::is_ascii_digit);
+    if !(digits(0..4)
+        && s.get(4) == Some(&b'-')
+        && digits(5..7)
+        && s.get(7) == Some(&b'-')
+        && digits(8..10))
+        || s.get(10) != Some(&b'T')
+        || !(digits(11..13)
+            && s.get(13) == Some(&b':')
+            && digits(14..16)
+            && s.get(16) == Some(&b':')
+            && digits(17..19))
+    {
+        return 0;
+    }
+    let mut n = 19;
+    if s.get(n) == Some(&b'.') {
+        n += 1;
+        while s.get(n).is_some_and(u8::is_ascii_digit) {
+            n += 1;
+        }
+    }
+    match s.get(n) {
+        Some(b'Z') => n + 1,
+        Some(b'+') | Some(b'-') if s.len() >= n + 6 => n + 6,
+        _ => n,
+    }
+}
+
+/// Replaces uuids and timestamps inside a string.
+pub fn redact_str(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b.len() - i >= 36 && is_uuid(&b[i..i + 36]) {
+            out.push_str("[uid]");
+            i += 36;
+            continue;
+        }
+        let t = timestamp_len(&b[i..]);
+        if t > 0 {
+            out.push_str("[time]");
+            i += t;
+            continue;
+        }
+        let ch = s[i..].chars().next().unwrap_or(' ');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+/// Redacts a JSON value: resourceVersions, uids and timestamps anywhere.
+pub fn redact(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                let redacted = match (k.as_str(), v) {
+                    ("resourceVersion", Value::String(_)) => Value::String("[rv]".into()),
+                    ("managedFields", _) => continue,
+                    _ => redact(v),
+                };
+                out.insert(k.clone(), redacted);
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(redact).collect()),
+        Value::String(s) => Value::String(redact_str(s)),
+        other => other.clone(),
+    }
+}
+
+fn rv(v: &Value) -> u64 {
+    v.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Outcome {
+    pub(crate) fn collect(cluster: &Cluster, observer: &Observer, sink: &LogSink) -> Self {
+        let mut resources: Vec<String> = observer.watched().into_iter().map(|(r, _)| r).collect();
+        resources.sort();
+        let objects = resources
+            .iter()
+            .flat_map(|r| cluster.list(r))
+            .map(|o| redact(&o))
+            .collect();
+        let mut events = cluster.list("events");
+        events.sort_by_key(rv);
+        let events = events
+            .iter()
+            .map(|e| {
+                let s = |p: &str| {
+                    e.pointer(p)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let ns = s("/involvedObject/namespace");
+                let name = s("/involvedObject/name");
+                EventRecord {
+                    object: format!(
+                        "{} {}",
+                        s("/involvedObject/kind"),
+                        if ns.is_empty() {
+                            name
+                        } else {
+                            format!("{ns}/{name}")
+                        }
+                    ),
+                    type_: s("/type"),
+                    reason: s("/reason"),
+                    message: redact_str(&s("/message")),
+                }
+            })
+            .collect();
+        let writes = cluster
+            .journal()
+            .entries(&fake_apiserver::journal::Filter {
+                writes: true,
+                ..Default::default()
+            })
+            .into_iter()
+            .filter(|e| e.resource.as_deref() != Some("events"))
+            .map(|e| WriteRecord {
+                verb: e.verb,
+                resource: e.resource.unwrap_or_default(),
+                object: e.name.map(|n| match e.namespace {
+                    Some(ns) => format!("{ns}/{n}"),
+                    None => n,
+                }),
+                subresource: e.subresource,
+                content_type: e.content_type,
+                body: e.request_body.as_ref().map(redact),
+                code: e.code,
+            })
+            .collect();
+        let lines = sink.lines();
+        let handlers = lines
+            .iter()
+            .filter(|l| {
+                l.level >= Level::Info
+                    && (l.message.contains("Handler '") || l.message.contains("Activity '"))
+            })
+            .map(|l| redact_str(&l.message))
+            .collect();
+        let log = lines
+            .iter()
+            .filter(|l| l.level >= Level::Info)
+            .map(|l| redact_str(&l.message))
+            .collect();
+        Outcome {
+            objects,
+            events,
+            writes,
+            handlers,
+            log,
+        }
+    }
+
+    /// The outcome as YAML (what the snapshots hold).
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_default()
+    }
+
+    /// How many times each handler reported `what` (`succeeded`, `failed permanently`...).
+    pub fn count(&self, id: &str, what: &str) -> usize {
+        let needle = format!("'{id}' {what}");
+        self.handlers.iter().filter(|h| h.contains(&needle)).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_should_hide_uids_times_and_rvs() {
+        let v = serde_json::json!({"metadata": {"uid": "f3313653-38bf-4cad-9833-d0a3f322e577", "resourceVersion": "12",
+            "creationTimestamp": "2023-11-14T22:13:20Z", "managedFields": []},
+            "status": {"m": "at 2024-05-01T10:00:00.123456+00:00 by f3313653-38bf-4cad-9833-d0a3f322e577."}});
+        assert_eq!(
+            redact(&v),
+            serde_json::json!({"metadata": {"uid": "[uid]", "resourceVersion": "[rv]", "creationTimestamp": "[time]"},
+                "status": {"m": "at [time] by [uid]."}})
+        );
+        assert_eq!(redact_str("no 2023-13 times"), "no 2023-13 times");
+    }
+}

@@ -1,0 +1,325 @@
+//! `KopfRunner`: an operator running in the background of a test, against
+//! an in-process fake cluster, on virtual time, with its log captured per
+//! runner; `settle` waits (in virtual time) until it has nothing left to do.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use kopf::{LogLine, LogSink, Observer, Operator, Settings};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+use crate::{cluster::Cluster, outcome::Outcome, HarnessError};
+
+/// A running operator: its stop signal and its task.
+type Running = (
+    oneshot::Sender<()>,
+    JoinHandle<Result<(), kopf::OperatorError>>,
+);
+
+/// Builds the operator (again, on `restart`).
+pub type OperatorFactory = Arc<dyn Fn() -> Operator + Send + Sync>;
+
+/// Why `settle` gave up: what was still pending when the budget ran out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SettleError {
+    /// Virtual time spent.
+    pub waited: Duration,
+    /// Objects with events not yet taken by their workers.
+    pub queued: Vec<String>,
+    /// Objects being processed.
+    pub busy: Vec<String>,
+    /// Event handlers still running.
+    pub detached: usize,
+    /// Delayed handlers: object and time until due.
+    pub wakeups: Vec<(String, Duration)>,
+    /// Watches behind the server: resource, delivered and latest resourceVersion.
+    pub behind: Vec<(String, u64, u64)>,
+    /// Whether startup (activities, initial listings) finished.
+    pub ready: bool,
+}
+
+impl fmt::Display for SettleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "the operator did not settle within {:?} of virtual time:",
+            self.waited
+        )?;
+        if !self.ready {
+            writeln!(
+                f,
+                "  - startup is not finished (activities or initial listings)"
+            )?;
+        }
+        for q in &self.queued {
+            writeln!(f, "  - queued: {q}")?;
+        }
+        for b in &self.busy {
+            writeln!(f, "  - in progress: {b}")?;
+        }
+        if self.detached > 0 {
+            writeln!(f, "  - event handlers running: {}", self.detached)?;
+        }
+        for (w, d) in &self.wakeups {
+            writeln!(f, "  - delayed handlers of {w} due in {d:?}")?;
+        }
+        for (r, seen, latest) in &self.behind {
+            writeln!(
+                f,
+                "  - the watch of {r} delivered up to {seen}, the server is at {latest}"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// An operator under test.
+///
+/// ```no_run
+/// # async fn doc() {
+/// use kopf_harness::KopfRunner;
+/// let mut runner = KopfRunner::new(|| kopf::Operator::new());
+/// runner.cluster().apply(include_str!("../../examples/crd.yaml")).unwrap();
+/// runner.start().await.unwrap();
+/// runner.settle().await.unwrap();
+/// let outcome = runner.outcome();
+/// # }
+/// ```
+pub struct KopfRunner {
+    cluster: Cluster,
+    factory: OperatorFactory,
+    settings: Settings,
+    sink: LogSink,
+    observer: Observer,
+    running: Option<Running>,
+    budget: Duration,
+    stop_timeout: Duration,
+}
+
+impl KopfRunner {
+    /// A runner for the operator `factory` builds, against a fresh cluster.
+    /// Call inside a tokio runtime, best with a paused clock
+    /// (`#[tokio::test(start_paused = true)]`).
+    pub fn new(factory: impl Fn() -> Operator + Send + Sync + 'static) -> Self {
+        Self::with_cluster(Cluster::new(), factory)
+    }
+
+    /// A runner against a given cluster.
+    pub fn with_cluster(
+        cluster: Cluster,
+        factory: impl Fn() -> Operator + Send + Sync + 'static,
+    ) -> Self {
+        let sink = LogSink::default();
+        let observer = Observer::default();
+        let settings = Settings {
+            clock: kopf::Clock::tokio_from(crate::cluster::EPOCH),
+            log_sink: Some(sink.clone()),
+            observer: Some(observer.clone()),
+            ..Default::default()
+        };
+        KopfRunner {
+            cluster,
+            factory: Arc::new(factory),
+            settings,
+            sink,
+            observer,
+            running: None,
+            budget: Duration::from_secs(3600),
+            stop_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// The cluster.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// The operator's settings (change them before `start`).
+    pub fn settings_mut(&mut self) -> &mut Settings {
+        &mut self.settings
+    }
+
+    /// How much virtual time `settle` may spend (default one hour).
+    pub fn settle_budget(&mut self, budget: Duration) -> &mut Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Starts the operator and waits until it is ready (startup activities
+    /// done, initial listings dispatched).
+    ///
+    /// # Errors
+    /// When it stops before being ready (e.g. a resource is not served).
+    pub async fn start(&mut self) -> Result<(), HarnessError> {
+        if self.running.is_some() {
+            return Ok(());
+        }
+        let (stop, stopped) = oneshot::channel::<()>();
+        let operator = (self.factory)();
+        let task =
+            tokio::spawn(
+                operator.run(self.cluster.client(), self.settings.clone(), async {
+                    let _ = stopped.await;
+                }),
+            );
+        self.running = Some((stop, task));
+        let deadline = tokio::time::Instant::now() + self.budget;
+        while !self.observer.is_ready() {
+            if self.running.as_ref().is_some_and(|(_, t)| t.is_finished()) {
+                return Err(self.stop().await.err().unwrap_or(HarnessError::Stopped(
+                    "the operator stopped before it was ready".into(),
+                )));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(HarnessError::Stopped(
+                    "the operator did not get ready".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+
+    fn behind(&self) -> Vec<(String, u64, u64)> {
+        self.observer
+            .watched()
+            .into_iter()
+            .filter_map(|(resource, seen)| {
+                let latest = self.cluster.latest_rv(&resource);
+                (seen < latest).then_some((resource, seen, latest))
+            })
+            .collect()
+    }
+
+    /// Waits, in virtual time, until the operator has nothing left to do:
+    /// no queued or running work, watches caught up with the server, and no
+    /// delayed handler due (delays are waited out: a 60-second backoff costs
+    /// nothing under a paused clock).
+    ///
+    /// # Errors
+    /// A [`SettleError`] reporting what is still pending when the budget
+    /// (default one hour of virtual time) runs out.
+    pub async fn settle(&self) -> Result<(), SettleError> {
+        let start = tokio::time::Instant::now();
+        let deadline = start + self.budget;
+        loop {
+            // Let every ready task run before looking.
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            let quiet =
+                self.observer.is_ready() && self.observer.is_idle() && self.behind().is_empty();
+            if quiet {
+                match self.observer.next_wakeup() {
+                    None => {
+                        // Quiet: confirm after one more batch window.
+                        tokio::time::sleep(
+                            self.settings.batching.batch_window + Duration::from_millis(1),
+                        )
+                        .await;
+                        if self.observer.is_idle()
+                            && self.behind().is_empty()
+                            && self.observer.next_wakeup().is_none()
+                        {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    Some(at) if at <= deadline => {
+                        // At least a millisecond, so that paused time moves on.
+                        let at = at.max(tokio::time::Instant::now() + Duration::from_millis(1));
+                        tokio::time::sleep_until(at).await;
+                        continue;
+                    }
+                    Some(_) => {}
+                }
+            }
+            if tokio::time::Instant::now() >= deadline
+                || (quiet && self.observer.next_wakeup().is_some_and(|at| at > deadline))
+            {
+                let pending = self.observer.pending();
+                return Err(SettleError {
+                    waited: start.elapsed(),
+                    queued: pending.queued,
+                    busy: pending.busy,
+                    detached: pending.detached,
+                    wakeups: pending.wakeups,
+                    behind: self.behind(),
+                    ready: self.observer.is_ready(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Moves virtual time forward (timers and delays fire as they would).
+    pub async fn advance(&self, by: Duration) {
+        tokio::time::sleep(by).await;
+    }
+
+    /// Stops the operator and starts a new one (from the factory) against the
+    /// same cluster, as after a redeployment.
+    ///
+    /// # Errors
+    /// When the old operator failed, or the new one does not get ready.
+    pub async fn restart(&mut self) -> Result<(), HarnessError> {
+        self.stop().await?;
+        self.observer = Observer::default();
+        self.settings.observer = Some(self.observer.clone());
+        self.start().await
+    }
+
+    /// Stops the operator (waiting, in virtual time, for its cleanup).
+    ///
+    /// # Errors
+    /// The operator's own error or panic, or a timeout if it did not stop.
+    pub async fn stop(&mut self) -> Result<(), HarnessError> {
+        let Some((stop, task)) = self.running.take() else {
+            return Ok(());
+        };
+        let _ = stop.send(());
+        match tokio::time::timeout(self.stop_timeout, task).await {
+            Err(_) => Err(HarnessError::Stopped(format!(
+                "the operator did not stop within {:?}",
+                self.stop_timeout
+            ))),
+            Ok(Err(join)) if join.is_panic() => {
+                Err(HarnessError::Panicked(panic_message(join.into_panic())))
+            }
+            Ok(Err(join)) => Err(HarnessError::Stopped(join.to_string())),
+            Ok(Ok(Err(e))) => Err(HarnessError::Operator(e.to_string())),
+            Ok(Ok(Ok(()))) => Ok(()),
+        }
+    }
+
+    /// The operator's log lines so far (all levels), in order.
+    pub fn log(&self) -> Vec<LogLine> {
+        self.sink.lines()
+    }
+
+    /// The operator's log output as text, one line each.
+    pub fn output(&self) -> String {
+        self.sink.messages().join("\n")
+    }
+
+    /// What the operator did: objects, events, writes, handler outcomes, log.
+    pub fn outcome(&self) -> Outcome {
+        Outcome::collect(&self.cluster, &self.observer, &self.sink)
+    }
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+impl Drop for KopfRunner {
+    fn drop(&mut self) {
+        if let Some((stop, task)) = self.running.take() {
+            let _ = stop.send(());
+            task.abort();
+        }
+    }
+}

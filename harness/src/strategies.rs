@@ -1,0 +1,1 @@
+//! proptest strategies for operators' inputs (filled in below).

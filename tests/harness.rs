@@ -1,0 +1,185 @@
+//! The harness itself: scenarios played against operators on virtual time,
+//! settle detection and its failure report, restarts, faults, plain `#[test]`
+//! support, and outcome snapshots.
+
+use std::time::Duration;
+
+use fake_apiserver::inject::{FaultAction, FaultRule};
+use kopf::{Context, HandlerError, HandlerResult, Operator, Resource};
+use kopf_harness::{assert_outcome, block_on, HarnessError, KopfRunner, Scenario};
+use serde_json::json;
+
+#[path = "../examples/01-minimal.rs"]
+mod minimal;
+
+const CRD: &str = include_str!("../examples/crd.yaml");
+const OBJ: &str = include_str!("../examples/obj.yaml");
+const KEX: &str = "kopfexamples.kopf.dev";
+
+fn examples() -> Resource {
+    Resource::new("kopf.dev", "v1", "kopfexamples")
+}
+
+/// A handler that fails temporarily three times, 60 s apart, then succeeds.
+fn backoff_operator() -> Operator {
+    let mut op = Operator::new();
+    op.on_create(&examples(), |ctx: Context| async move {
+        if ctx.retry < 3 {
+            return Err(HandlerError::temporary(
+                format!("not yet ({})", ctx.retry + 1),
+                Duration::from_secs(60),
+            ));
+        }
+        HandlerResult::Ok(Some(json!({"attempts": ctx.retry + 1})))
+    })
+    .id("patient");
+    op
+}
+
+/// 01-minimal as a scenario, snapshotted.
+#[tokio::test(start_paused = true)]
+async fn minimal_scenario_should_match_its_snapshot() {
+    let mut runner = KopfRunner::new(minimal::operator);
+    runner.cluster().apply(CRD).unwrap();
+    let scenario = Scenario::new()
+        .apply(OBJ)
+        .settle()
+        .expect(
+            KEX,
+            "kopf-example-1",
+            "status.create_fn.message",
+            json!("hello world"),
+        )
+        .delete(KEX, "kopf-example-1")
+        .settle()
+        .expect_absent(KEX, "kopf-example-1", "");
+    runner.play(&scenario).await.unwrap();
+    let outcome = runner.outcome();
+    assert_eq!(outcome.count("create_fn", "succeeded"), 1);
+    assert_outcome!(outcome);
+}
+
+/// Three temporary failures with a 60 s backoff each, then success: settled
+/// in virtual time, deterministic, the retries visible in the snapshot.
+#[tokio::test(start_paused = true)]
+async fn three_backoffs_of_60s_should_settle_in_virtual_time() {
+    let wall = std::time::Instant::now();
+    let mut runner = KopfRunner::new(backoff_operator);
+    runner.settle_budget(Duration::from_secs(400));
+    runner.cluster().apply(CRD).unwrap();
+    let started = tokio::time::Instant::now();
+    runner
+        .play(&Scenario::new().apply(OBJ).settle())
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(180),
+        "three 60 s delays passed in virtual time"
+    );
+    assert!(
+        wall.elapsed() < Duration::from_secs(30),
+        "and cost (almost) no wall time"
+    );
+    let outcome = runner.outcome();
+    assert_eq!(outcome.count("patient", "failed temporarily"), 3);
+    assert_eq!(outcome.count("patient", "succeeded"), 1);
+    assert_outcome!(outcome);
+}
+
+/// A handler that never succeeds: settle fails with a clear report instead of hanging.
+#[tokio::test(start_paused = true)]
+async fn settle_should_report_what_is_pending() {
+    let mut runner = KopfRunner::new(|| {
+        let mut op = Operator::new();
+        op.on_create(&examples(), |_ctx: Context| async move {
+            HandlerResult::Err(HandlerError::temporary("never", Duration::from_secs(600)))
+        })
+        .id("hopeless");
+        op
+    });
+    runner.settle_budget(Duration::from_secs(300));
+    runner.cluster().apply(CRD).unwrap();
+    let err = runner
+        .play(&Scenario::new().apply(OBJ).settle())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("step 2: the operator did not settle within"),
+        "{text}"
+    );
+    assert!(
+        text.contains("delayed handlers of kopf.dev/v1/kopfexamples default/kopf-example-1 due in"),
+        "{text}"
+    );
+}
+
+/// Restarting between retries continues; a fault rule on the operator's
+/// patches is survived; expectations check the final state.
+#[tokio::test(start_paused = true)]
+async fn restarts_and_faults_should_be_scenario_steps() {
+    let mut runner = KopfRunner::new(backoff_operator);
+    runner.cluster().apply(CRD).unwrap();
+    let scenario = Scenario::new()
+        .fault(
+            FaultRule::new(
+                &["patch"],
+                KEX,
+                FaultAction::Status {
+                    code: 500,
+                    message: None,
+                    retry_after: None,
+                },
+            )
+            .times(1),
+        )
+        .apply(OBJ)
+        .advance(Duration::from_secs(70))
+        .restart()
+        .settle()
+        .expect(KEX, "kopf-example-1", "status.patient.attempts", json!(4));
+    runner.play(&scenario).await.unwrap();
+    let outcome = runner.outcome();
+    assert_eq!(outcome.writes.iter().filter(|w| w.code == 500).count(), 1);
+    runner.stop().await.unwrap();
+}
+
+/// A failed expectation names the step and both values.
+#[tokio::test(start_paused = true)]
+async fn failed_expectations_should_say_what_differs() {
+    let mut runner = KopfRunner::new(minimal::operator);
+    runner.cluster().apply(CRD).unwrap();
+    let err = runner
+        .play(&Scenario::new().apply(OBJ).settle().expect(
+            KEX,
+            "kopf-example-1",
+            "status.create_fn.message",
+            json!("bye"),
+        ))
+        .await
+        .unwrap_err();
+    match err {
+        HarnessError::Step(3, inner) => assert_eq!(
+            inner.to_string(),
+            "expectation failed: kopfexamples.kopf.dev/kopf-example-1 status.create_fn.message: expected \"bye\", got \"hello world\""
+        ),
+        other => panic!("{other}"),
+    }
+}
+
+/// The harness works from a plain `#[test]` too.
+#[test]
+fn plain_tests_should_work_with_block_on() {
+    block_on(async {
+        let mut runner = KopfRunner::new(minimal::operator);
+        runner.cluster().apply(CRD).unwrap();
+        runner
+            .play(&Scenario::new().apply(OBJ).settle())
+            .await
+            .unwrap();
+        assert_eq!(runner.outcome().count("create_fn", "succeeded"), 1);
+        assert!(runner
+            .output()
+            .contains("[default/kopf-example-1] Handler 'create_fn' succeeded."));
+    });
+}
