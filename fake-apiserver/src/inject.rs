@@ -693,24 +693,36 @@ fn fault_status(
 pub struct InjectRequest {
     /// `event` (default), `duplicate`, `stale`, `hold`, `release`, `cut`,
     /// `expire-next-resume` or `compact`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
     /// `plural` or `plural.group` (optional for `compact`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
     /// Event type for `event`.
-    #[serde(rename = "type")]
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub event_type: Option<InjectedType>,
     /// The event's object.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub object: Option<Value>,
     /// Make it a real write instead of a lie.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub write: bool,
     /// Narrow to a namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// Narrow to an object name.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Narrow with a label selector.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
     /// For `cut`: events still delivered before the cut.
+    #[serde(skip_serializing_if = "is_zero")]
     pub after: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Injector {

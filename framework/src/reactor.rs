@@ -180,7 +180,13 @@ pub(crate) async fn watch_resource(
             .handlers
             .iter()
             .any(|h| h.reason != crate::references::Reason::Event);
-        if has_workers && (!gone || workers.contains_key(&key)) {
+        // Never replace a newer state with an older one (a stale event).
+        let stale = !gone
+            && workers.get(&key).is_some_and(|tx| match &*tx.borrow() {
+                Seen::Object(old, _) => rv_of(old).is_some_and(|o| !reached(rv_of(&body), o)),
+                Seen::Gone => false,
+            });
+        if has_workers && !stale && (!gone || workers.contains_key(&key)) {
             // Queued before seen: whoever sees the resourceVersion sees the work too.
             shared.observe(|o| o.queued(&shared.object_key(&key)));
         }
@@ -193,6 +199,9 @@ pub(crate) async fn watch_resource(
         } else {
             Seen::Object(body, initial)
         };
+        if stale {
+            continue;
+        }
         if let Some(tx) = workers.get(&key) {
             if tx.send(seen.clone()).is_ok() {
                 continue;
@@ -287,6 +296,8 @@ async fn worker(
     let mut wake: Option<tokio::time::Instant> = None;
     let mut awaiting: Option<(String, tokio::time::Instant)> = None;
     let mut first = true;
+    let mut pending: Option<crate::structs::Patch> = None;
+    let mut newest: Option<String> = None;
     let (mut last_ns, mut last_name) = (String::new(), String::new());
     loop {
         if !first {
@@ -316,6 +327,16 @@ async fn worker(
             }
             Seen::Object(body, initial) => (body, initial),
         };
+        // An older version than one already handled is a stale event: skip it.
+        if let Some(newest) = &newest {
+            if !reached(rv_of(&body), newest) {
+                shared.observe(|o| o.done(observed, wake));
+                continue;
+            }
+        }
+        if let Some(rv) = rv_of(&body) {
+            newest = Some(rv.to_string());
+        }
         if let Some((expected, deadline)) = &awaiting {
             if !reached(rv_of(&body), expected) && tokio::time::Instant::now() < *deadline {
                 shared.observe(|o| o.done(observed, wake));
@@ -333,6 +354,35 @@ async fn worker(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
+        if let Some(mut retry) = pending.take() {
+            // A write that failed earlier goes first, against the newer version.
+            retry.remove(&["metadata", "resourceVersion"]);
+            match Box::pin(apply(&shared, &namespace, &name, retry.clone())).await {
+                Ok(rv) => {
+                    if let Some(rv) = rv {
+                        awaiting = Some((
+                            rv,
+                            tokio::time::Instant::now() + shared.settings.batching.patch_wait,
+                        ));
+                    }
+                    shared.observe(|o| o.done(observed, wake));
+                    continue;
+                }
+                Err(Failure::Gone) => return,
+                Err(_) => {
+                    pending = Some(retry);
+                    let throttle = tokio::time::Instant::now()
+                        + shared
+                            .settings
+                            .execution
+                            .error_throttle
+                            .min(std::time::Duration::from_secs(1));
+                    wake = Some(wake.map_or(throttle, |w| w.min(throttle)));
+                    shared.observe(|o| o.done(observed, wake));
+                    continue;
+                }
+            }
+        }
         let logger = Logger::with_sink(&namespace, &name, shared.settings.log_sink.clone());
         last_ns.clone_from(&namespace);
         last_name.clone_from(&name);
@@ -376,14 +426,18 @@ async fn worker(
             shared.observe(|o| o.done(observed, wake));
             continue;
         }
+        // Kept until written: if the write fails, it is retried as is, so a
+        // handler that succeeded is not invoked again for the same change.
+        pending = Some(decision.patch.clone());
         match Box::pin(apply(&shared, &namespace, &name, decision.patch)).await {
             Ok(Some(rv)) => {
+                pending = None;
                 awaiting = Some((
                     rv,
                     tokio::time::Instant::now() + settings.batching.patch_wait,
                 ));
             }
-            Ok(None) => {}
+            Ok(None) => pending = None,
             Err(Failure::Gone) => return,
             Err(Failure::Conflict) => {
                 // The object changed in between, or the server refused for now:

@@ -62,14 +62,86 @@ impl Cluster {
         self.server.injector()
     }
 
-    /// Applies YAML or JSON documents (CRDs first): created, or replaced.
+    /// Applies YAML or JSON documents (CRDs first), as `kubectl apply` would
+    /// for the fields given: created when absent, else merged into the
+    /// existing object (other annotations, status and finalizers stay).
     ///
     /// # Errors
     /// When a document is malformed or refused by the server.
     pub fn apply(&self, text: &str) -> Result<Vec<String>, HarnessError> {
-        self.server
-            .load_str(text, "scenario")
-            .map_err(|e| HarnessError::Refused(e.to_string()))
+        let mut docs = Vec::new();
+        for doc in serde_yaml::Deserializer::from_str(text) {
+            let v: serde_yaml::Value = serde::Deserialize::deserialize(doc)
+                .map_err(|e| HarnessError::Refused(e.to_string()))?;
+            if !v.is_null() {
+                docs.push(
+                    serde_json::to_value(v).map_err(|e| HarnessError::Refused(e.to_string()))?,
+                );
+            }
+        }
+        docs.sort_by_key(|d| {
+            d.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition")
+        });
+        let mut done = Vec::new();
+        for doc in docs {
+            let api_version = doc
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let kind_name = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+            let name = doc
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let Some((kind, version)) = self.server.api().resources.by_kind(api_version, kind_name)
+            else {
+                return Err(HarnessError::Refused(format!(
+                    "no kind {kind_name:?} is served in {api_version:?}"
+                )));
+            };
+            let namespace = if kind.namespaced {
+                doc.pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or("default")
+                    .to_string()
+            } else {
+                String::new()
+            };
+            let t = Target {
+                kind,
+                version,
+                namespace: namespace.clone(),
+                name: String::new(),
+            };
+            match self.server.api().create(&t, doc.clone(), false) {
+                Ok(_) => {}
+                Err(e) if e.reason == "AlreadyExists" => {
+                    let t = Target {
+                        name: name.clone(),
+                        ..t
+                    };
+                    let mut patch = doc.clone();
+                    if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
+                        meta.remove("resourceVersion");
+                    }
+                    self.server
+                        .api()
+                        .patch(
+                            &t,
+                            PatchType::Merge,
+                            patch.to_string().as_bytes(),
+                            Endpoint::Main,
+                            false,
+                        )
+                        .map_err(|e| HarnessError::Refused(e.to_string()))?;
+                }
+                Err(e) => return Err(HarnessError::Refused(e.to_string())),
+            }
+            done.push(format!("{kind_name} {namespace}/{name}"));
+        }
+        Ok(done)
     }
 
     /// Applies one typed object (e.g. a k8s-openapi `ConfigMap`).

@@ -91,6 +91,10 @@ pub enum Step {
 /// A scenario: steps in order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
+    /// Patches and deletes of absent objects are skipped instead of failing
+    /// (for generated scenarios).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lenient: bool,
     /// The steps.
     #[serde(with = "serde_yaml::with::singleton_map_recursive")]
     pub steps: Vec<Step>,
@@ -200,6 +204,10 @@ impl Scenario {
     }
 }
 
+fn is_not_found(e: &HarnessError) -> bool {
+    e.to_string().contains("NotFound (404)")
+}
+
 fn at_path<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     if path.is_empty() {
         return Some(v);
@@ -211,6 +219,18 @@ fn at_path<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 impl KopfRunner {
+    /// In a lenient scenario, edits of absent objects are no-ops.
+    fn tolerate(
+        &self,
+        scenario: &Scenario,
+        done: Result<(), HarnessError>,
+    ) -> Result<(), HarnessError> {
+        match done {
+            Err(e) if scenario.lenient && is_not_found(&e) => Ok(()),
+            other => other,
+        }
+    }
+
     /// Plays `scenario` (starting the operator if needed).
     ///
     /// # Errors
@@ -225,20 +245,27 @@ impl KopfRunner {
                     self.cluster().apply(text).map_err(fail)?;
                 }
                 Step::Patch { object, patch } => {
-                    self.cluster()
-                        .patch(&object.resource, &object.namespace, &object.name, patch)
-                        .map_err(fail)?;
+                    let done = self.cluster().patch(
+                        &object.resource,
+                        &object.namespace,
+                        &object.name,
+                        patch,
+                    );
+                    self.tolerate(scenario, done.map(|_| ())).map_err(fail)?;
                 }
                 Step::Delete(object) => {
-                    self.cluster()
-                        .delete(&object.resource, &object.namespace, &object.name)
-                        .map_err(fail)?;
+                    let done =
+                        self.cluster()
+                            .delete(&object.resource, &object.namespace, &object.name);
+                    self.tolerate(scenario, done).map_err(fail)?;
                 }
                 Step::Inject(request) => {
-                    self.cluster()
-                        .injector()
-                        .apply(request)
-                        .map_err(|e| fail(HarnessError::Refused(e.to_string())))?;
+                    let done = self.cluster().injector().apply(request).map(|_| ());
+                    match done {
+                        Err(fake_apiserver::inject::InjectError::NothingToDeliver { .. })
+                            if scenario.lenient => {}
+                        other => other.map_err(|e| fail(HarnessError::Refused(e.to_string())))?,
+                    }
                 }
                 Step::Fault(rule) => {
                     self.cluster().injector().add_fault(rule.clone());
