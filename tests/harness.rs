@@ -12,6 +12,9 @@ use serde_json::json;
 #[path = "../examples/01-minimal.rs"]
 mod minimal;
 
+#[path = "../examples/09-testing.rs"]
+mod testing;
+
 const CRD: &str = include_str!("../examples/crd.yaml");
 const OBJ: &str = include_str!("../examples/obj.yaml");
 const KEX: &str = "kopfexamples.kopf.dev";
@@ -182,4 +185,41 @@ fn plain_tests_should_work_with_block_on() {
             .output()
             .contains("[default/kopf-example-1] Handler 'create_fn' succeeded."));
     });
+}
+
+/// 09-testing, Kopf's testing example: the operator run by the runner sees
+/// the object's creation and deletion (finalizer added, then released), as
+/// Kopf's `KopfRunner` test checks its output.
+#[tokio::test(start_paused = true)]
+async fn example_09_testing() {
+    let mut runner = KopfRunner::new(testing::operator);
+    runner.cluster().apply(CRD).unwrap();
+    let scenario = Scenario::new()
+        .apply(OBJ)
+        .settle()
+        .expect(
+            KEX,
+            "kopf-example-1",
+            "metadata.finalizers",
+            json!(["kopf.zalando.org/KopfFinalizerMarker"]),
+        )
+        .delete(KEX, "kopf-example-1")
+        .settle()
+        .expect_absent(KEX, "kopf-example-1", "");
+    runner.play(&scenario).await.unwrap();
+    runner.stop().await.unwrap();
+    let output = runner.output();
+    assert!(
+        output.contains("[default/kopf-example-1] Creation event: kopf-example-1"),
+        "{output}"
+    );
+    assert!(
+        output.contains("[default/kopf-example-1] Deletion event: kopf-example-1"),
+        "{output}"
+    );
+    assert!(
+        output.contains("[default/kopf-example-1] Deleted, really deleted, and we are notified."),
+        "{output}"
+    );
+    assert_outcome!(runner.outcome());
 }
