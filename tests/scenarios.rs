@@ -1,0 +1,59 @@
+//! Every example's scenario (`tests/scenarios/<example>.yaml`), played by the
+//! harness against that example's operator, snapshotted one file each.
+
+use kopf::Operator;
+use kopf_harness::{assert_outcome, KopfRunner, Scenario};
+
+#[path = "../examples/01-minimal.rs"]
+mod minimal;
+#[path = "../examples/02-children.rs"]
+mod children;
+#[path = "../examples/03-exceptions.rs"]
+mod exceptions;
+#[path = "../examples/04-events.rs"]
+mod events;
+#[path = "../examples/05-handlers.rs"]
+mod handlers;
+#[path = "../examples/08-events.rs"]
+mod watch_events;
+#[path = "../examples/10-builtins.rs"]
+mod builtins;
+#[path = "../examples/12-embedded.rs"]
+mod embedded;
+#[path = "../examples/99-all-at-once.rs"]
+mod all_at_once;
+
+const CRD: &str = include_str!("../examples/crd.yaml");
+
+fn factory(example: &str) -> fn() -> Operator {
+    match example {
+        "01-minimal" => minimal::operator,
+        "02-children" => children::operator,
+        "03-exceptions" => exceptions::operator,
+        "04-events" => events::operator,
+        "05-handlers" => handlers::operator,
+        "08-events" => watch_events::operator,
+        "10-builtins" => builtins::operator,
+        "12-embedded" => embedded::operator,
+        "99-all-at-once" => all_at_once::operator,
+        other => panic!("no operator for scenario {other}"),
+    }
+}
+
+/// Plays each scenario file against its example's operator and snapshots the outcome.
+#[test]
+fn example_scenarios_should_match_their_snapshots() {
+    insta::glob!("scenarios/*.yaml", |path| {
+        let example = path.file_stem().unwrap().to_string_lossy().to_string();
+        let scenario = Scenario::from_yaml(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let outcome = kopf_harness::block_on(async {
+            let mut runner = KopfRunner::new(factory(&example));
+            runner.settings_mut().execution.default_backoff = std::time::Duration::from_secs(1);
+            runner.cluster().apply(CRD).unwrap();
+            runner.play(&scenario).await.unwrap_or_else(|e| panic!("{example}: {e}"));
+            runner.stop().await.unwrap();
+            runner.outcome()
+        });
+        assert_outcome!(outcome);
+    });
+}
