@@ -223,3 +223,46 @@ async fn example_09_testing() {
     );
     assert_outcome!(runner.outcome());
 }
+
+/// An operator binary run as a process against the served fake cluster, as
+/// Kopf's runner runs `kopf run`: output captured, stopped with SIGTERM, exit
+/// status reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_binaries_should_run_as_processes() {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("examples")
+        .join("01-minimal");
+    assert!(
+        binary.exists(),
+        "{} is built by `cargo test --workspace`",
+        binary.display()
+    );
+    let cluster = kopf_harness::Cluster::with_server(fake_apiserver::FakeApiServer::new());
+    cluster.apply(CRD).unwrap();
+    let mut process =
+        kopf_harness::ProcessRunner::start(cluster, &binary, &["-A", "--standalone", "--verbose"])
+            .await
+            .unwrap();
+    process.cluster().apply(OBJ).unwrap();
+    process
+        .wait_for_output(
+            "[default/kopf-example-1] Handler 'create_fn' succeeded.",
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    let obj = process
+        .cluster()
+        .get(KEX, "default", "kopf-example-1")
+        .unwrap();
+    assert_eq!(obj["status"]["create_fn"]["message"], "hello world");
+    let status = process.stop(Duration::from_secs(10)).await.unwrap();
+    assert!(status.success(), "{status:?}\n{}", process.output());
+    assert!(process
+        .output()
+        .contains("Stop-signal received. Stopping the operator."));
+}

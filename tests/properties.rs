@@ -115,3 +115,26 @@ fn a_broken_operator_should_be_caught_and_shrunk() {
         json!(scenario.steps.len())
     );
 }
+
+/// Regression (found by the property test, seed 1): a duplicated DELETED
+/// event for an object already gone must not leave work queued forever.
+#[test]
+fn duplicate_deleted_events_should_not_block_settling() {
+    let scenario = kopf_harness::Scenario::from_yaml(
+        r#"
+lenient: true
+steps:
+- apply: '{"apiVersion":"kopf.dev/v1","kind":"KopfExample","metadata":{"name":"a","namespace":"default"},"spec":{"field":"a","items":[],"size":0}}'
+- delete: {resource: kopfexamples.kopf.dev, namespace: default, name: a}
+- advance: 1.0
+- inject: {action: duplicate, resource: kopfexamples.kopf.dev}
+- settle
+"#,
+    )
+    .unwrap();
+    kopf_harness::block_on(async {
+        let mut runner = runner(mirror);
+        runner.play(&scenario).await.unwrap();
+        runner.stop().await.unwrap();
+    });
+}

@@ -4,24 +4,24 @@
 use kopf::Operator;
 use kopf_harness::{assert_outcome, KopfRunner, Scenario};
 
-#[path = "../examples/01-minimal.rs"]
-mod minimal;
-#[path = "../examples/02-children.rs"]
-mod children;
-#[path = "../examples/03-exceptions.rs"]
-mod exceptions;
-#[path = "../examples/04-events.rs"]
-mod events;
-#[path = "../examples/05-handlers.rs"]
-mod handlers;
-#[path = "../examples/08-events.rs"]
-mod watch_events;
-#[path = "../examples/10-builtins.rs"]
-mod builtins;
-#[path = "../examples/12-embedded.rs"]
-mod embedded;
 #[path = "../examples/99-all-at-once.rs"]
 mod all_at_once;
+#[path = "../examples/10-builtins.rs"]
+mod builtins;
+#[path = "../examples/02-children.rs"]
+mod children;
+#[path = "../examples/12-embedded.rs"]
+mod embedded;
+#[path = "../examples/04-events.rs"]
+mod events;
+#[path = "../examples/03-exceptions.rs"]
+mod exceptions;
+#[path = "../examples/05-handlers.rs"]
+mod handlers;
+#[path = "../examples/01-minimal.rs"]
+mod minimal;
+#[path = "../examples/08-events.rs"]
+mod watch_events;
 
 const CRD: &str = include_str!("../examples/crd.yaml");
 
@@ -50,7 +50,10 @@ fn example_scenarios_should_match_their_snapshots() {
             let mut runner = KopfRunner::new(factory(&example));
             runner.settings_mut().execution.default_backoff = std::time::Duration::from_secs(1);
             runner.cluster().apply(CRD).unwrap();
-            runner.play(&scenario).await.unwrap_or_else(|e| panic!("{example}: {e}"));
+            runner
+                .play(&scenario)
+                .await
+                .unwrap_or_else(|e| panic!("{example}: {e}"));
             runner.stop().await.unwrap();
             runner.outcome()
         });

@@ -208,7 +208,9 @@ pub(crate) async fn watch_resource(
             }
         }
         if gone {
+            // Its worker is already gone: nothing is queued after all.
             workers.remove(&key);
+            shared.observe(|o| o.gone(&shared.object_key(&key)));
             continue;
         }
         let (tx, rx) = watch::channel(seen);

@@ -33,12 +33,14 @@
 
 mod cluster;
 mod outcome;
+mod process;
 mod runner;
 mod scenario;
 pub mod strategies;
 
 pub use cluster::{Cluster, EPOCH};
 pub use outcome::{redact, redact_str, EventRecord, Outcome, WriteRecord};
+pub use process::ProcessRunner;
 pub use runner::{KopfRunner, OperatorFactory, SettleError};
 pub use scenario::{ObjectRef, Scenario, Step};
 

@@ -233,12 +233,27 @@ pub fn find_counterexample(
     setup: &(dyn Fn() -> KopfRunner + Sync),
     inv: &Invariants<'_>,
 ) -> Option<(Scenario, String)> {
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        max_shrink_iters: 2048,
-        ..Config::default()
-    });
+    // A fixed seed (override with KOPF_PROPTEST_SEED): the same cases every
+    // run, so a failure replays; vary the seed to explore.
+    let seed: u64 = std::env::var("KOPF_PROPTEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x6b6f7066);
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let rng = proptest::test_runner::TestRng::from_seed(
+        proptest::test_runner::RngAlgorithm::ChaCha,
+        &bytes,
+    );
+    let mut runner = TestRunner::new_with_rng(
+        Config {
+            cases,
+            failure_persistence: None,
+            max_shrink_iters: 2048,
+            ..Config::default()
+        },
+        rng,
+    );
     let strategy = arb_scenario(target.clone(), max_steps);
     let result = runner.run(&strategy, |scenario| {
         crate::block_on(async {
