@@ -266,3 +266,30 @@ async fn operator_binaries_should_run_as_processes() {
         .output()
         .contains("Stop-signal received. Stopping the operator."));
 }
+
+/// The cluster handle waits for conditions in virtual time.
+#[tokio::test(start_paused = true)]
+async fn cluster_should_wait_for_conditions() {
+    let mut runner = KopfRunner::new(backoff_operator);
+    runner.cluster().apply(CRD).unwrap();
+    runner.start().await.unwrap();
+    runner.cluster().apply(OBJ).unwrap();
+    let done = runner
+        .cluster()
+        .wait_for(
+            KEX,
+            "default",
+            "kopf-example-1",
+            |o| o["status"]["patient"]["attempts"] == 4,
+            Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done["status"]["patient"]["attempts"], 4);
+    let err = runner
+        .cluster()
+        .wait_for(KEX, "default", "nothing", |_| true, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("last state: absent"), "{err}");
+}

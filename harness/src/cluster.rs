@@ -236,6 +236,35 @@ impl Cluster {
             .collect()
     }
 
+    /// Waits (in tokio time, so virtual under a paused clock) until the
+    /// object exists and `condition` holds for it; returns it.
+    ///
+    /// # Errors
+    /// A timeout, with the object's last state.
+    pub async fn wait_for(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        condition: impl Fn(&Value) -> bool,
+        timeout: std::time::Duration,
+    ) -> Result<Value, HarnessError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let current = self.get(resource, namespace, name);
+            if let Some(obj) = current.as_ref().filter(|o| condition(o)) {
+                return Ok(obj.clone());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(HarnessError::Expectation(format!(
+                    "{resource} {namespace}/{name} did not meet the condition within {timeout:?}; last state: {}",
+                    current.map_or("absent".to_string(), |o| o.to_string())
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// The latest resourceVersion of a resource's changes.
     pub(crate) fn latest_rv(&self, resource: &str) -> u64 {
         self.server.api().store.latest_rv(&parse_resource(resource))
