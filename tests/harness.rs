@@ -255,9 +255,17 @@ async fn operator_binaries_should_run_as_processes() {
         )
         .await
         .unwrap();
+    // The log line comes before the patch that stores the result: wait for it.
     let obj = process
         .cluster()
-        .get(KEX, "default", "kopf-example-1")
+        .wait_for(
+            KEX,
+            "default",
+            "kopf-example-1",
+            |o| o["status"]["create_fn"].is_object(),
+            Duration::from_secs(20),
+        )
+        .await
         .unwrap();
     assert_eq!(obj["status"]["create_fn"]["message"], "hello world");
     let status = process.stop(Duration::from_secs(10)).await.unwrap();
