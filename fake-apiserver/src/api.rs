@@ -251,21 +251,9 @@ impl Api {
                 }
             }
         }
-        let mut buf = BytesMut::with_capacity(
-            64 + page.items.iter().map(|o| o.bytes.len() + 1).sum::<usize>(),
-        );
         let head = json!({"kind": t.kind.list_kind, "apiVersion": t.kind.api_version(&t.version), "metadata": meta});
-        let head = head.to_string();
-        buf.put_slice(&head.as_bytes()[..head.len() - 1]);
-        buf.put_slice(b",\"items\":[");
-        for (i, obj) in page.items.iter().enumerate() {
-            if i > 0 {
-                buf.put_u8(b',');
-            }
-            buf.put_slice(&self.render(t, obj));
-        }
-        buf.put_slice(b"]}");
-        Ok(Reply::ok(buf.freeze()))
+        let items: Vec<Bytes> = page.items.iter().map(|o| self.render(t, o)).collect();
+        Ok(Reply::ok(list_body(&head, &items)))
     }
 
     /// The resourceVersion a list must be consistent at, from its options.
@@ -878,20 +866,9 @@ impl Api {
                 Err(e) => return Err(e),
             }
         }
-        let mut buf = BytesMut::new();
         let head = json!({"kind": t.kind.list_kind, "apiVersion": t.kind.api_version(&t.version),
-                          "metadata": {"resourceVersion": self.store.current_rv().to_string()}})
-        .to_string();
-        buf.put_slice(&head.as_bytes()[..head.len() - 1]);
-        buf.put_slice(b",\"items\":[");
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                buf.put_u8(b',');
-            }
-            buf.put_slice(item);
-        }
-        buf.put_slice(b"]}");
-        Ok(Reply::ok(buf.freeze()))
+                          "metadata": {"resourceVersion": self.store.current_rv().to_string()}});
+        Ok(Reply::ok(list_body(&head, &items)))
     }
 
     /// Registers a CRD's kind and writes the status its controllers would.
@@ -1068,6 +1045,24 @@ impl Api {
             }
         }
     }
+}
+
+/// A list's JSON: `head` (kind, apiVersion, metadata) with `items` spliced
+/// in from their already-serialized bytes.
+fn list_body(head: &Value, items: &[Bytes]) -> Bytes {
+    let head = head.to_string();
+    let mut buf =
+        BytesMut::with_capacity(head.len() + 16 + items.iter().map(|i| i.len() + 1).sum::<usize>());
+    buf.put_slice(&head.as_bytes()[..head.len() - 1]);
+    buf.put_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            buf.put_u8(b',');
+        }
+        buf.put_slice(item);
+    }
+    buf.put_slice(b"]}");
+    buf.freeze()
 }
 
 fn has_spec_finalizers(kind: &Kind, obj: &Value) -> bool {
