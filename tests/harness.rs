@@ -301,3 +301,94 @@ async fn cluster_should_wait_for_conditions() {
         .unwrap_err();
     assert!(err.to_string().contains("last state: absent"), "{err}");
 }
+
+/// A fake served over HTTP on its own thread and runtime, standing in for a
+/// cluster elsewhere: its kubeconfig, and a guard that stops it.
+fn external_cluster() -> (tempfile::NamedTempFile, std::sync::mpsc::Sender<()>) {
+    let (config_tx, config_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let server = fake_apiserver::FakeApiServer::new();
+        let serving = runtime
+            .block_on(server.serve("127.0.0.1:0".parse().unwrap()))
+            .unwrap();
+        config_tx.send(serving.temp_kubeconfig().unwrap()).unwrap();
+        let _ = stop_rx.recv();
+        runtime.block_on(serving.shutdown());
+    });
+    (config_rx.recv().unwrap(), stop_tx)
+}
+
+/// The runner against a cluster reached through a kubeconfig (real time):
+/// the same scenario steps, `settle` waiting for the watch to see the test's
+/// writes, and the operator's writes recorded by its client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_should_work_against_any_kubeconfig() {
+    let (kubeconfig, _stop) = external_cluster();
+    let cluster = kopf_harness::Cluster::connect(Some(kubeconfig.path()))
+        .await
+        .unwrap();
+    assert!(!cluster.is_fake());
+    assert!(cluster.journal().is_none());
+    cluster.apply(CRD).unwrap();
+    let mut runner = KopfRunner::with_cluster(cluster, minimal::operator);
+    let scenario = Scenario::new()
+        .apply(OBJ)
+        .settle()
+        .expect(
+            KEX,
+            "kopf-example-1",
+            "status.create_fn.message",
+            json!("hello world"),
+        )
+        .delete(KEX, "kopf-example-1")
+        .settle()
+        .expect_absent(KEX, "kopf-example-1", "");
+    runner.play(&scenario).await.unwrap();
+    let outcome = runner.outcome();
+    assert_eq!(outcome.count("create_fn", "succeeded"), 1, "{outcome:#?}");
+    let status_patch = outcome.writes.iter().find(|w| {
+        w.body
+            .as_ref()
+            .and_then(|b| b.pointer("/status/create_fn/message"))
+            == Some(&json!("hello world"))
+    });
+    let status_patch = status_patch.unwrap_or_else(|| panic!("{:#?}", outcome.writes));
+    assert_eq!(status_patch.verb, "patch");
+    assert_eq!(status_patch.resource, KEX);
+    assert_eq!(
+        status_patch.object.as_deref(),
+        Some("default/kopf-example-1")
+    );
+    assert_eq!(
+        status_patch.content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
+    assert_eq!(status_patch.code, 200);
+    assert!(
+        outcome
+            .events
+            .iter()
+            .any(|e| e.object == "KopfExample default/kopf-example-1"),
+        "{:#?}",
+        outcome.events
+    );
+    let refused = runner
+        .play(&Scenario::new().fault(FaultRule::new(
+            &["patch"],
+            KEX,
+            FaultAction::Status {
+                code: 500,
+                message: None,
+                retry_after: None,
+            },
+        )))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("needs the fake cluster"),
+        "{refused}"
+    );
+    runner.stop().await.unwrap();
+}

@@ -1,7 +1,7 @@
-//! The cluster handle: an in-process fake API server with its clock on
-//! tokio's (virtual) time, and the test's own reads and writes, which go
+//! The cluster handle: by default an in-process fake API server with its
+//! clock on tokio's (virtual) time, where the test's own reads and writes go
 //! straight to the server's API (not through HTTP), so that the journal holds
-//! only the operator's requests.
+//! only the operator's requests; or any cluster a kubeconfig points to.
 
 use std::sync::Arc;
 
@@ -15,15 +15,22 @@ use fake_apiserver::{
 };
 use serde_json::Value;
 
-use crate::HarnessError;
+use crate::{outcome::WriteRecord, remote::Remote, HarnessError};
 
 /// The epoch the virtual clocks start at (2023-11-14T22:13:20Z).
 pub const EPOCH: i64 = 1_700_000_000;
 
-/// A fake cluster for one test.
+/// The cluster of one test: an in-process fake (the default) or a cluster
+/// reached through a kubeconfig ([`Cluster::connect`]).
 #[derive(Clone)]
 pub struct Cluster {
-    server: FakeApiServer,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Fake(FakeApiServer),
+    Remote(Arc<Remote>),
 }
 
 impl Cluster {
@@ -39,27 +46,108 @@ impl Cluster {
 
     /// A cluster around an existing server.
     pub fn with_server(server: FakeApiServer) -> Self {
-        Cluster { server }
+        Cluster {
+            backend: Backend::Fake(server),
+        }
     }
 
-    /// The fake API server.
-    pub fn server(&self) -> &FakeApiServer {
-        &self.server
+    /// The cluster a kubeconfig points to (`None`: the usual inference,
+    /// `KUBECONFIG` or `~/.kube/config` or in-cluster). Runs there use real
+    /// time: run such tests without a paused clock. Watch injection and
+    /// fault rules need the fake; the operator's writes are recorded by its
+    /// client instead of a server journal.
+    ///
+    /// # Errors
+    /// When the kubeconfig cannot be read or yields no client.
+    pub async fn connect(kubeconfig: Option<&std::path::Path>) -> Result<Self, HarnessError> {
+        let config = match kubeconfig {
+            Some(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| HarnessError::Refused(format!("{}: {e}", path.display())))?;
+                kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .map_err(|e| HarnessError::Refused(e.to_string()))?
+            }
+            None => kube::Config::infer()
+                .await
+                .map_err(|e| HarnessError::Refused(e.to_string()))?,
+        };
+        Ok(Cluster {
+            backend: Backend::Remote(Arc::new(Remote::new(config)?)),
+        })
     }
 
-    /// A client for the operator (its requests are journaled).
-    pub fn client(&self) -> kube::Client {
-        self.server.client()
+    /// Whether this is the in-process fake.
+    pub fn is_fake(&self) -> bool {
+        matches!(self.backend, Backend::Fake(_))
     }
 
-    /// The journal of the operator's requests.
-    pub fn journal(&self) -> &Arc<Journal> {
-        self.server.journal()
+    /// The fake API server (`None` for a remote cluster).
+    pub fn server(&self) -> Option<&FakeApiServer> {
+        match &self.backend {
+            Backend::Fake(server) => Some(server),
+            Backend::Remote(_) => None,
+        }
     }
 
-    /// The injector (watch events, fault rules).
-    pub fn injector(&self) -> &Arc<Injector> {
-        self.server.injector()
+    pub(crate) fn fake(&self, what: &str) -> Result<&FakeApiServer, HarnessError> {
+        self.server().ok_or_else(|| {
+            HarnessError::Refused(format!("{what} needs the fake cluster, not a remote one"))
+        })
+    }
+
+    /// A client for the operator (its requests are journaled by the fake,
+    /// or recorded by the client for a remote cluster). Call inside the
+    /// runtime the operator runs on.
+    ///
+    /// # Errors
+    /// When a remote cluster's kubeconfig yields no client.
+    pub fn client(&self) -> Result<kube::Client, HarnessError> {
+        match &self.backend {
+            Backend::Fake(server) => Ok(server.client()),
+            Backend::Remote(remote) => remote.client(),
+        }
+    }
+
+    /// The journal of the operator's requests (fake cluster only).
+    pub fn journal(&self) -> Option<&Arc<Journal>> {
+        self.server().map(FakeApiServer::journal)
+    }
+
+    /// The injector (watch events, fault rules; fake cluster only).
+    ///
+    /// # Errors
+    /// For a remote cluster.
+    pub fn injector(&self) -> Result<&Arc<Injector>, HarnessError> {
+        self.fake("watch injection and fault rules")
+            .map(FakeApiServer::injector)
+    }
+
+    /// The operator's write requests so far, in order.
+    pub fn writes(&self) -> Vec<WriteRecord> {
+        match &self.backend {
+            Backend::Remote(remote) => remote.writes(),
+            Backend::Fake(server) => server
+                .journal()
+                .entries(&fake_apiserver::journal::Filter {
+                    writes: true,
+                    ..Default::default()
+                })
+                .into_iter()
+                .map(|e| WriteRecord {
+                    verb: e.verb,
+                    resource: e.resource.unwrap_or_default(),
+                    object: e.name.map(|n| match e.namespace {
+                        Some(ns) => format!("{ns}/{n}"),
+                        None => n,
+                    }),
+                    subresource: e.subresource,
+                    content_type: e.content_type,
+                    body: e.request_body,
+                    code: e.code,
+                })
+                .collect(),
+        }
     }
 
     /// Applies YAML or JSON documents (CRDs first), as `kubectl apply` would
@@ -82,6 +170,10 @@ impl Cluster {
         docs.sort_by_key(|d| {
             d.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition")
         });
+        let server = match &self.backend {
+            Backend::Fake(server) => server,
+            Backend::Remote(remote) => return remote.apply(docs),
+        };
         let mut done = Vec::new();
         for doc in docs {
             let api_version = doc
@@ -94,7 +186,7 @@ impl Cluster {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            let Some((kind, version)) = self.server.api().resources.by_kind(api_version, kind_name)
+            let Some((kind, version)) = server.api().resources.by_kind(api_version, kind_name)
             else {
                 return Err(HarnessError::Refused(format!(
                     "no kind {kind_name:?} is served in {api_version:?}"
@@ -115,7 +207,7 @@ impl Cluster {
                 namespace: namespace.clone(),
                 name: String::new(),
             };
-            match self.server.api().create(&t, doc.clone(), false) {
+            match server.api().create(&t, doc.clone(), false) {
                 Ok(_) => {}
                 Err(e) if e.reason == "AlreadyExists" => {
                     let t = Target {
@@ -126,7 +218,7 @@ impl Cluster {
                     if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
                         meta.remove("resourceVersion");
                     }
-                    self.server
+                    server
                         .api()
                         .patch(
                             &t,
@@ -153,29 +245,46 @@ impl Cluster {
         self.apply(&value.to_string())
     }
 
-    fn target(&self, resource: &str, namespace: &str, name: &str) -> Result<Target, HarnessError> {
+    /// The fake's target for a resource, or the remote backend.
+    fn target(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Result<(&FakeApiServer, Target), &Remote>, HarnessError> {
+        let server = match &self.backend {
+            Backend::Fake(server) => server,
+            Backend::Remote(remote) => return Ok(Err(remote)),
+        };
         let key = parse_resource(resource);
         let kind =
-            self.server.api().resources.get(&key).ok_or_else(|| {
+            server.api().resources.get(&key).ok_or_else(|| {
                 HarnessError::Refused(format!("resource {resource:?} is not served"))
             })?;
-        Ok(Target {
-            version: kind.storage_version().name.clone(),
-            namespace: if kind.namespaced {
-                namespace.to_string()
-            } else {
-                String::new()
+        Ok(Ok((
+            server,
+            Target {
+                version: kind.storage_version().name.clone(),
+                namespace: if kind.namespaced {
+                    namespace.to_string()
+                } else {
+                    String::new()
+                },
+                kind,
+                name: name.to_string(),
             },
-            kind,
-            name: name.to_string(),
-        })
+        )))
     }
 
     /// The object, if it exists (`resource` is `plural` or `plural.group`).
     pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
-        let t = self.target(resource, namespace, name).ok()?;
-        let reply = self.server.api().get(&t).ok()?;
-        serde_json::from_slice(&reply.body).ok()
+        match self.target(resource, namespace, name).ok()? {
+            Ok((server, t)) => {
+                let reply = server.api().get(&t).ok()?;
+                serde_json::from_slice(&reply.body).ok()
+            }
+            Err(remote) => remote.get(resource, namespace, name),
+        }
     }
 
     /// Merge-patches the object.
@@ -189,9 +298,11 @@ impl Cluster {
         name: &str,
         patch: &Value,
     ) -> Result<Value, HarnessError> {
-        let t = self.target(resource, namespace, name)?;
-        let reply = self
-            .server
+        let (server, t) = match self.target(resource, namespace, name)? {
+            Ok(fake) => fake,
+            Err(remote) => return remote.patch(resource, namespace, name, patch),
+        };
+        let reply = server
             .api()
             .patch(
                 &t,
@@ -209,23 +320,27 @@ impl Cluster {
     /// # Errors
     /// When the server refuses (e.g. 404).
     pub fn delete(&self, resource: &str, namespace: &str, name: &str) -> Result<(), HarnessError> {
-        let t = self.target(resource, namespace, name)?;
-        self.server
-            .api()
-            .delete(&t, &DeleteOptions::default())
-            .map(|_| ())
-            .map_err(|e| HarnessError::Refused(e.to_string()))
+        match self.target(resource, namespace, name)? {
+            Ok((server, t)) => server
+                .api()
+                .delete(&t, &DeleteOptions::default())
+                .map(|_| ())
+                .map_err(|e| HarnessError::Refused(e.to_string())),
+            Err(remote) => remote.delete(resource, namespace, name),
+        }
     }
 
     /// Every object of a resource, in key order.
     pub fn list(&self, resource: &str) -> Vec<Value> {
-        let key = parse_resource(resource);
-        self.server
-            .api()
-            .store
-            .list(&key, None, None, None, 0, &|_| true)
-            .map(|p| p.items.iter().map(|o| o.value()).collect())
-            .unwrap_or_default()
+        match &self.backend {
+            Backend::Fake(server) => server
+                .api()
+                .store
+                .list(&parse_resource(resource), None, None, None, 0, &|_| true)
+                .map(|p| p.items.iter().map(|o| o.value()).collect())
+                .unwrap_or_default(),
+            Backend::Remote(remote) => remote.list(resource),
+        }
     }
 
     /// The core/v1 Events about the object named `name`, oldest first.
@@ -265,9 +380,14 @@ impl Cluster {
         }
     }
 
-    /// The latest resourceVersion of a resource's changes.
+    /// The resourceVersion the operator's watch must reach to have seen
+    /// every change: the fake's latest change of the resource, or, for a
+    /// remote cluster, the test's own latest write to it.
     pub(crate) fn latest_rv(&self, resource: &str) -> u64 {
-        self.server.api().store.latest_rv(&parse_resource(resource))
+        match &self.backend {
+            Backend::Fake(server) => server.api().store.latest_rv(&parse_resource(resource)),
+            Backend::Remote(remote) => remote.written_rv(resource),
+        }
     }
 }
 

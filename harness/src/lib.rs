@@ -34,6 +34,7 @@
 mod cluster;
 mod outcome;
 mod process;
+mod remote;
 mod runner;
 mod scenario;
 pub mod strategies;

@@ -192,24 +192,12 @@ impl Outcome {
             })
             .collect();
         let writes = cluster
-            .journal()
-            .entries(&fake_apiserver::journal::Filter {
-                writes: true,
-                ..Default::default()
-            })
+            .writes()
             .into_iter()
-            .filter(|e| e.resource.as_deref() != Some("events"))
-            .map(|e| WriteRecord {
-                verb: e.verb,
-                resource: e.resource.unwrap_or_default(),
-                object: e.name.map(|n| match e.namespace {
-                    Some(ns) => format!("{ns}/{n}"),
-                    None => n,
-                }),
-                subresource: e.subresource,
-                content_type: e.content_type,
-                body: e.request_body.as_ref().map(redact),
-                code: e.code,
+            .filter(|w| w.resource != "events")
+            .map(|w| WriteRecord {
+                body: w.body.as_ref().map(redact),
+                ..w
             })
             .collect();
         let lines = sink.lines();

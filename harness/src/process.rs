@@ -54,7 +54,7 @@ impl ProcessRunner {
         args: &[&str],
     ) -> Result<Self, HarnessError> {
         let serving = cluster
-            .server()
+            .fake("serving the cluster to a binary")?
             .serve("127.0.0.1:0".parse().expect("a literal address"))
             .await
             .map_err(|e| HarnessError::Stopped(format!("cannot serve: {e}")))?;

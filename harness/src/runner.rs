@@ -103,15 +103,23 @@ impl KopfRunner {
         Self::with_cluster(Cluster::new(), factory)
     }
 
-    /// A runner against a given cluster.
+    /// A runner against a given cluster: a fake one, or one reached through
+    /// a kubeconfig (`Cluster::connect`), where time is real and `settle`
+    /// waits for the watches to see the test's own writes.
     pub fn with_cluster(
         cluster: Cluster,
         factory: impl Fn() -> Operator + Send + Sync + 'static,
     ) -> Self {
         let sink = LogSink::default();
         let observer = Observer::default();
+        // The fake's clock follows tokio's; a remote cluster has real time.
+        let clock = if cluster.is_fake() {
+            kopf::Clock::tokio_from(crate::cluster::EPOCH)
+        } else {
+            kopf::Clock::System
+        };
         let settings = Settings {
-            clock: kopf::Clock::tokio_from(crate::cluster::EPOCH),
+            clock,
             log_sink: Some(sink.clone()),
             observer: Some(observer.clone()),
             ..Default::default()
@@ -153,14 +161,12 @@ impl KopfRunner {
         if self.running.is_some() {
             return Ok(());
         }
+        let client = self.cluster.client()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let operator = (self.factory)();
-        let task =
-            tokio::spawn(
-                operator.run(self.cluster.client(), self.settings.clone(), async {
-                    let _ = stopped.await;
-                }),
-            );
+        let task = tokio::spawn(operator.run(client, self.settings.clone(), async {
+            let _ = stopped.await;
+        }));
         self.running = Some((stop, task));
         let deadline = tokio::time::Instant::now() + self.budget;
         while !self.observer.is_ready() {

@@ -260,7 +260,8 @@ impl KopfRunner {
                     self.tolerate(scenario, done).map_err(fail)?;
                 }
                 Step::Inject(request) => {
-                    let done = self.cluster().injector().apply(request).map(|_| ());
+                    let injector = self.cluster().injector().map_err(fail)?;
+                    let done = injector.apply(request).map(|_| ());
                     match done {
                         Err(fake_apiserver::inject::InjectError::NothingToDeliver { .. })
                             if scenario.lenient => {}
@@ -268,7 +269,10 @@ impl KopfRunner {
                     }
                 }
                 Step::Fault(rule) => {
-                    self.cluster().injector().add_fault(rule.clone());
+                    self.cluster()
+                        .injector()
+                        .map_err(fail)?
+                        .add_fault(rule.clone());
                 }
                 Step::Advance(secs) => self.advance(Duration::from_secs_f64(secs.max(0.0))).await,
                 Step::Settle => self
