@@ -10,6 +10,8 @@ mod all_at_once;
 mod builtins;
 #[path = "../examples/02-children.rs"]
 mod children;
+#[path = "../examples/14-daemons.rs"]
+mod daemons;
 #[path = "../examples/12-embedded.rs"]
 mod embedded;
 #[path = "../examples/04-events.rs"]
@@ -20,6 +22,8 @@ mod exceptions;
 mod handlers;
 #[path = "../examples/01-minimal.rs"]
 mod minimal;
+#[path = "../examples/15-timers.rs"]
+mod timers;
 #[path = "../examples/08-events.rs"]
 mod watch_events;
 
@@ -35,6 +39,8 @@ fn factory(example: &str) -> fn() -> Operator {
         "08-events" => watch_events::operator,
         "10-builtins" => builtins::operator,
         "12-embedded" => embedded::operator,
+        "14-daemons" => daemons::operator,
+        "15-timers" => timers::operator,
         "99-all-at-once" => all_at_once::operator,
         other => panic!("no operator for scenario {other}"),
     }

@@ -10,7 +10,7 @@ use kube::Client;
 use serde_json::Value;
 
 use crate::{
-    handling::{attempt, Context, Events, Limits, Logger, Memo, Outcome, PatchHandle},
+    handling::{attempt, Context, Events, Limits, Logger, Memo, Outcome},
     references::{Reason, Resource},
     registry::Handler,
     settings::Settings,
@@ -31,25 +31,20 @@ pub(crate) async fn run(
         let mut retry = 0;
         loop {
             let now = settings.clock.now();
-            let ctx = Context {
-                body: Value::Null,
-                id: handler.id.clone(),
+            let mut ctx = Context::new(
+                Value::Null,
+                handler.id.clone(),
                 reason,
-                resource: Resource::new("", "", ""),
-                diff: Vec::new(),
-                old: None,
-                new: None,
-                retry,
+                Resource::new("", "", ""),
                 started,
-                runtime: Duration::try_from(now.duration_since(started)).unwrap_or_default(),
-                param: handler.param.clone(),
-                patch: PatchHandle::default(),
-                logger: logger.clone(),
-                memo: memo.clone(),
-                client: client.clone(),
-                events: Events::default(),
-                event: None,
-            };
+                logger.clone(),
+                memo.clone(),
+                client.clone(),
+                Events::default(),
+            );
+            ctx.retry = retry;
+            ctx.runtime = Duration::try_from(now.duration_since(started)).unwrap_or_default();
+            ctx.param.clone_from(&handler.param);
             let limits = Limits {
                 retries: handler.retries,
                 timeout: handler.timeout,

@@ -181,11 +181,24 @@ impl LogSink {
 /// The per-object logger: writes `[namespace/name] message` through
 /// `tracing` (and to the operator's [`LogSink`], if any) and keeps the lines
 /// for posting as Kubernetes Events.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Logger {
     prefix: Arc<str>,
     lines: Arc<Mutex<Vec<LogLine>>>,
     sink: Option<LogSink>,
+    /// Takes each line at once instead of keeping it for `drain`.
+    hook: Option<LineHook>,
+}
+
+/// Takes log lines as they are logged.
+pub(crate) type LineHook = Arc<dyn Fn(&LogLine) + Send + Sync>;
+
+impl fmt::Debug for Logger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Logger")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Logger {
@@ -204,7 +217,15 @@ impl Logger {
             prefix: prefix.into(),
             lines: Arc::default(),
             sink,
+            hook: None,
         }
+    }
+
+    /// The same logger, handing its lines to `hook` as they come (for
+    /// long-running daemons, whose lines cannot wait for the end).
+    pub(crate) fn with_hook(mut self, hook: LineHook) -> Self {
+        self.hook = Some(hook);
+        self
     }
 
     /// A logger for operator-level messages (no object prefix).
@@ -213,6 +234,7 @@ impl Logger {
             prefix: "".into(),
             lines: Arc::default(),
             sink,
+            hook: None,
         }
     }
 
@@ -234,10 +256,15 @@ impl Logger {
                 message: full,
             });
         }
-        self.lines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(LogLine { level, message });
+        let line = LogLine { level, message };
+        match &self.hook {
+            Some(hook) => hook(&line),
+            None => self
+                .lines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(line),
+        }
     }
 
     /// Logs at debug level.
@@ -362,6 +389,10 @@ pub struct Context {
     pub events: Events,
     /// For event handlers: the raw watch event, `{"type": ..., "object": ...}`.
     pub event: Option<Value>,
+    /// For daemons and timers: the stop signal (never raised for others).
+    pub stopped: crate::stopping::Stopped,
+    /// For daemons and timers: the object's latest state as watched.
+    pub(crate) latest: Option<tokio::sync::watch::Receiver<Arc<Value>>>,
 }
 
 impl fmt::Debug for Context {
@@ -407,6 +438,54 @@ fn section<'a>(body: &'a Value, key: &str) -> &'a Value {
 }
 
 impl Context {
+    /// A context with the essentials; the rest empty (no diff, first
+    /// attempt started `now`, no param, a fresh patch, no event, a stop
+    /// signal never raised).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        body: Value,
+        id: String,
+        reason: crate::references::Reason,
+        resource: crate::references::Resource,
+        now: Timestamp,
+        logger: Logger,
+        memo: Memo,
+        client: kube::Client,
+        events: Events,
+    ) -> Self {
+        Context {
+            body,
+            id,
+            reason,
+            resource,
+            diff: Vec::new(),
+            old: None,
+            new: None,
+            retry: 0,
+            started: now,
+            runtime: Duration::ZERO,
+            param: None,
+            patch: PatchHandle::default(),
+            logger,
+            memo,
+            client,
+            events,
+            event: None,
+            stopped: crate::stopping::Stopped::default(),
+            latest: None,
+        }
+    }
+
+    /// The object's latest state: for daemons and timers, as the watch
+    /// last delivered it (it changes while they run); for other handlers,
+    /// the body they were invoked with.
+    pub fn latest_body(&self) -> Value {
+        match &self.latest {
+            Some(rx) => (**rx.borrow()).clone(),
+            None => self.body.clone(),
+        }
+    }
+
     /// `spec` (null when absent).
     pub fn spec(&self) -> &Value {
         section(&self.body, "spec")
@@ -636,25 +715,20 @@ mod tests {
     use crate::references::{Reason, Resource};
 
     fn ctx(retry: u32, runtime: Duration) -> Context {
-        Context {
-            body: serde_json::json!({"metadata": {"name": "x", "namespace": "ns"}}),
-            id: "h".into(),
-            reason: Reason::Create,
-            resource: Resource::new("", "v1", "configmaps"),
-            diff: vec![],
-            old: None,
-            new: None,
-            retry,
-            started: Timestamp::UNIX_EPOCH,
-            runtime,
-            param: None,
-            patch: PatchHandle::default(),
-            logger: Logger::new("ns", "x"),
-            memo: Memo::default(),
-            client: fake_apiserver::FakeApiServer::new().client(),
-            events: Events::default(),
-            event: None,
-        }
+        let mut ctx = Context::new(
+            serde_json::json!({"metadata": {"name": "x", "namespace": "ns"}}),
+            "h".into(),
+            Reason::Create,
+            Resource::new("", "v1", "configmaps"),
+            Timestamp::UNIX_EPOCH,
+            Logger::new("ns", "x"),
+            Memo::default(),
+            fake_apiserver::FakeApiServer::new().client(),
+            Events::default(),
+        );
+        ctx.retry = retry;
+        ctx.runtime = runtime;
+        ctx
     }
 
     fn limits(retries: Option<u32>, errors: ErrorsMode) -> Limits {

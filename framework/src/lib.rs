@@ -12,13 +12,15 @@
 //!
 //! Lowest layer first; a layer never reaches upward.
 //!
-//! - `structs`, `references`: diffs, merge patches, resources and reasons (plain data).
+//! - `structs`, `references`, `stopping`: diffs, merge patches, resources,
+//!   reasons, the stop signal of daemons (plain data and a flag).
 //! - `storage`: progress records and the diff-base, Kopf-compatible.
 //! - `handling`: the context, handler errors, one attempt's outcome.
 //! - `registry`: handlers with their reasons, filters and options.
 //! - [`hierarchies`]: owner references, labels and naming for children.
 //! - `posting`: log lines posted as Kubernetes Events (an engine).
 //! - `activities`: startup and cleanup handlers (an engine).
+//! - `daemons`: daemons and timers beside each object (an engine).
 //! - `processing`: one object, one cycle: cause, finalizer, handlers, patch.
 //! - `reactor`: watchers, per-object workers, patch application.
 //! - `operator`, `settings`: the public shell.
@@ -26,6 +28,7 @@
 
 mod activities;
 mod cli;
+mod daemons;
 mod handling;
 pub mod hierarchies;
 mod observing;
@@ -36,6 +39,7 @@ mod reactor;
 mod references;
 mod registry;
 mod settings;
+mod stopping;
 pub mod storage;
 pub mod structs;
 
@@ -49,3 +53,4 @@ pub use operator::{LoginFn, Operator, OperatorError};
 pub use references::{Reason, Resource};
 pub use registry::{FieldFilter, FieldPredicate, Handler, MetaFilter, Registry, ValuePredicate};
 pub use settings::{Batching, Clock, Execution, Persistence, Posting, Settings, Watching};
+pub use stopping::{StopReason, Stopped};

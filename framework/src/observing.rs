@@ -26,6 +26,10 @@ struct State {
     wakeups: BTreeMap<String, Instant>,
     /// The latest resourceVersion each resource's watch has delivered.
     seen: HashMap<String, u64>,
+    /// Daemons and timers: `None` while a timer runs its code, `Some(until)`
+    /// while parked (`until` = `None`: no known deadline; daemons are
+    /// always parked to observers).
+    spawned: BTreeMap<String, Option<Option<Instant>>>,
 }
 
 /// A shared view of an operator's pending work. Cheap to clone.
@@ -43,6 +47,11 @@ pub struct Pending {
     pub detached: usize,
     /// Delayed handlers: object and when (relative to now).
     pub wakeups: Vec<(String, std::time::Duration)>,
+    /// Timers running their code now.
+    pub running: Vec<String>,
+    /// Daemons and timers parked: when they wake up next (relative to
+    /// now; `None` when only a stop wakes them).
+    pub parked: Vec<(String, Option<std::time::Duration>)>,
 }
 
 impl Observer {
@@ -85,6 +94,16 @@ impl Observer {
         s.wakeups.remove(key);
     }
 
+    /// A daemon or timer runs its code (`None`) or parks (`Some(until)`).
+    pub(crate) fn spawned(&self, key: &str, state: Option<Option<Instant>>) {
+        self.lock().spawned.insert(key.to_string(), state);
+    }
+
+    /// A daemon or timer has exited.
+    pub(crate) fn unspawned(&self, key: &str) {
+        self.lock().spawned.remove(key);
+    }
+
     pub(crate) fn detached(&self, delta: isize) {
         let mut s = self.lock();
         s.detached = s.detached.saturating_add_signed(delta);
@@ -105,11 +124,26 @@ impl Observer {
         self.lock().ready
     }
 
-    /// Whether nothing is queued or in progress right now (delayed handlers
-    /// may still be due later).
+    /// Whether nothing is queued or in progress right now: delayed handlers
+    /// may be due later, and daemons and timers may be parked (waiting on
+    /// their stop signal), but none is running its code.
     pub fn is_idle(&self) -> bool {
         let s = self.lock();
-        s.queued.is_empty() && s.busy.is_empty() && s.detached == 0
+        s.queued.is_empty()
+            && s.busy.is_empty()
+            && s.detached == 0
+            && s.spawned.values().all(Option::is_some)
+    }
+
+    /// The earliest wake-up of a parked daemon or timer, if any.
+    pub fn next_spawned_wakeup(&self) -> Option<Instant> {
+        self.lock()
+            .spawned
+            .values()
+            .flatten()
+            .flatten()
+            .min()
+            .copied()
     }
 
     /// The earliest delayed handler's wake-up, if any.
@@ -145,6 +179,19 @@ impl Observer {
                 .wakeups
                 .iter()
                 .map(|(k, at)| (k.clone(), at.saturating_duration_since(now)))
+                .collect(),
+            running: s
+                .spawned
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| k.clone())
+                .collect(),
+            parked: s
+                .spawned
+                .iter()
+                .filter_map(|(k, v)| {
+                    v.map(|until| (k.clone(), until.map(|u| u.saturating_duration_since(now))))
+                })
                 .collect(),
         }
     }

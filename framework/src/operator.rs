@@ -193,6 +193,95 @@ impl Operator {
         handler
     }
 
+    /// Runs `f` as a daemon: a long-running task per object, started when
+    /// the object is first seen (created, or found when the operator
+    /// starts) after the handler's `initial_delay`. It should return once
+    /// `ctx.stopped` is raised (on deletion, the finalizer waits for it;
+    /// after `cancellation_timeout` it is cancelled). Temporary failures
+    /// restart it after the backoff; once it returns, it is not restarted.
+    /// Waiting through `ctx.stopped.sleep(..)` / `ctx.stopped.wait()`
+    /// tells observers (a test's `settle`) that the daemon is idle.
+    pub fn on_daemon<F, Fut>(&mut self, resource: &Resource, f: F) -> &mut Handler
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.register(resource, Reason::Daemon, f)
+    }
+
+    /// A daemon written as blocking code (Kopf's sync daemons): `f` runs on
+    /// a thread of its own, polls `ctx.stopped.is_set()` and waits with
+    /// `ctx.stopped.wait_blocking(..)` (in the runtime's time, so virtual
+    /// under a paused clock). It cannot be cancelled: past its
+    /// `cancellation_timeout` it is left running, orphaned.
+    pub fn on_daemon_blocking<F>(&mut self, resource: &Resource, f: F) -> &mut Handler
+    where
+        F: Fn(Context) -> HandlerResult + Send + Sync + 'static,
+    {
+        let id = default_id::<F>(Reason::Daemon, self.registry.handlers.len() + 1);
+        let f = Arc::new(f);
+        let handler = self.register(resource, Reason::Daemon, move |mut ctx: Context| {
+            let f = f.clone();
+            async move {
+                let gate = crate::stopping::Gate::current();
+                let stopped = ctx.stopped.clone();
+                ctx.stopped = ctx.stopped.with_gate(gate.clone());
+                let (tx, mut rx) = tokio::sync::oneshot::channel();
+                let thread = std::thread::Builder::new()
+                    .name("kopf-daemon".into())
+                    .spawn(move || {
+                        let result =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(ctx)));
+                        let _ = tx.send(result);
+                    });
+                if let Err(e) = thread {
+                    return Err(crate::handling::HandlerError::Other(format!(
+                        "cannot start the daemon's thread: {e}"
+                    )));
+                }
+                loop {
+                    tokio::select! {
+                        biased;
+                        done = &mut rx => return match done {
+                            Ok(Ok(result)) => result,
+                            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                            Err(_) => Err(crate::handling::HandlerError::Other(
+                                "the daemon's thread is gone".into(),
+                            )),
+                        },
+                        // Once asked to stop, the thread no longer holds the
+                        // clock: it may never exit, and its reaper's timeouts
+                        // must be able to pass.
+                        _ = gate.tick(), if !stopped.is_set() => {}
+                        _ = stopped.raised(), if !stopped.is_set() => {}
+                    }
+                }
+            }
+        });
+        handler.id = id;
+        handler.spawning.blocking = true;
+        handler
+    }
+
+    /// Runs `f` every `interval` for each object (a timer), from the end of
+    /// one run to the start of the next (or aligned to the interval with
+    /// `sharp`), after `initial_delay`, and only once the object has been
+    /// unchanged for `idle` if set. Results go to `status.<id>` and patches
+    /// are written, as for other handlers; temporary failures are retried
+    /// after their delay.
+    pub fn on_timer<F, Fut>(
+        &mut self,
+        resource: &Resource,
+        interval: std::time::Duration,
+        f: F,
+    ) -> &mut Handler
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.register(resource, Reason::Timer, f).interval(interval)
+    }
+
     /// Runs `f` when the field at `path` (dotted, e.g. `spec.size`) changes;
     /// `ctx.old`, `ctx.new` and `ctx.diff` are the field's.
     pub fn on_field<F, Fut>(&mut self, resource: &Resource, path: &str, f: F) -> &mut Handler

@@ -42,6 +42,8 @@ pub(crate) struct Inputs<'a> {
     pub(crate) memo: &'a Memo,
     pub(crate) client: &'a kube::Client,
     pub(crate) events: &'a Events,
+    /// Daemons and timers that exited for good: they need no finalizer.
+    pub(crate) exited: Option<&'a std::collections::BTreeSet<String>>,
 }
 
 fn finalizers(body: &Value) -> Vec<String> {
@@ -93,10 +95,12 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
         .is_some_and(|v| !v.is_null());
     let present = finalizers(body);
     let has_finalizer = present.iter().any(|f| f == inputs.finalizer);
-    let requires = inputs
-        .handlers
-        .iter()
-        .any(|h| h.reason == Reason::Delete && !h.optional && h.matches(body));
+    // Deletion handlers need the finalizer; so do daemons and timers, to be
+    // stopped before the object goes.
+    let requires = inputs.handlers.iter().any(|h| {
+        let spawning = h.reason.is_spawning() && !inputs.exited.is_some_and(|e| e.contains(&h.id));
+        (h.reason == Reason::Delete && !h.optional || spawning) && h.matches(body)
+    });
     if !deleting && requires && !has_finalizer {
         logger.debug("Adding the finalizer, thus preventing the actual deletion.");
         let mut list = present;
@@ -141,7 +145,11 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
                 Reason::Update => {
                     h.reason == Reason::Update || (inputs.initial && h.reason == Reason::Resume)
                 }
-                Reason::Event | Reason::Startup | Reason::Cleanup => false,
+                Reason::Event
+                | Reason::Startup
+                | Reason::Cleanup
+                | Reason::Daemon
+                | Reason::Timer => false,
             };
             let field_ok = match (&h.field, reason) {
                 (Some(path), Reason::Update | Reason::Create) => {
@@ -208,25 +216,24 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
             }
             None => (old.clone(), Some(new.clone()), changes.clone()),
         };
-        let ctx = Context {
-            body: body.clone(),
-            id: handler.id.clone(),
+        let mut ctx = Context::new(
+            body.clone(),
+            handler.id.clone(),
             reason,
-            resource: inputs.resource.clone(),
-            diff: h_diff,
-            old: h_old,
-            new: h_new,
-            retry: record.retries,
+            inputs.resource.clone(),
             started,
-            runtime: Duration::try_from(inputs.now.duration_since(started)).unwrap_or_default(),
-            param: handler.param.clone(),
-            patch: handle.clone(),
-            logger: logger.clone(),
-            memo: inputs.memo.clone(),
-            client: inputs.client.clone(),
-            events: inputs.events.clone(),
-            event: None,
-        };
+            logger.clone(),
+            inputs.memo.clone(),
+            inputs.client.clone(),
+            inputs.events.clone(),
+        );
+        ctx.diff = h_diff;
+        ctx.old = h_old;
+        ctx.new = h_new;
+        ctx.retry = record.retries;
+        ctx.runtime = Duration::try_from(inputs.now.duration_since(started)).unwrap_or_default();
+        ctx.param.clone_from(&handler.param);
+        ctx.patch = handle.clone();
         let limits = Limits {
             retries: handler.retries,
             timeout: handler.timeout,
@@ -370,6 +377,7 @@ mod tests {
                 memo: &memo,
                 client: &client,
                 events: &events,
+                exited: None,
             },
         )
         .await

@@ -20,11 +20,13 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
+    daemons::{Env, Post, Spawned, Writer},
     handling::{Events, Logger, Memo, Posting},
     processing::{process, Inputs},
     references::Resource,
     registry::Handler,
     settings::Settings,
+    stopping::StopReason,
 };
 
 /// What a worker is told about its object.
@@ -105,6 +107,8 @@ pub(crate) async fn watch_resource(
     shared.observe(|o| o.watching(&shared.resource_key()));
     let mut stream = Box::pin(watcher(api, watcher::Config::default()).default_backoff());
     let mut workers: HashMap<String, watch::Sender<Seen>> = HashMap::new();
+    // Awaited when the watch ends, so that daemons stop before cleanup.
+    let mut tasks = tokio::task::JoinSet::new();
     let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut listing = false;
     let mut listed = false;
@@ -218,11 +222,65 @@ pub(crate) async fn watch_resource(
         let observed = shared.object_key(&key);
         let shared = shared.clone();
         let stop = stop.clone();
-        tokio::spawn(async move {
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
             worker(shared.clone(), &observed, rx, stop).await;
             shared.observe(|o| o.gone(&observed));
         });
     }
+    drop(workers);
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Posts a log line about `body` as a Kubernetes Event, if the settings
+/// say so (never about Events themselves).
+fn post_line(shared: &Shared, body: &Value, line: &crate::handling::LogLine) {
+    let settings = &shared.settings;
+    if settings.posting.enabled
+        && line.level >= settings.posting.level
+        && !(shared.resource.group.is_empty() && shared.resource.plural == "events")
+    {
+        let _ = shared
+            .poster
+            .send(crate::posting::from_line(body.clone(), line));
+    }
+}
+
+/// What the daemons and timers of one object need from the reactor.
+fn spawning_env(shared: &Arc<Shared>, observed: &str, namespace: &str, name: &str) -> Arc<Env> {
+    let write: Writer = {
+        let shared = shared.clone();
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        Arc::new(move |patch| {
+            let shared = shared.clone();
+            let (namespace, name) = (namespace.clone(), name.clone());
+            Box::pin(async move {
+                match apply(&shared, &namespace, &name, patch).await {
+                    Ok(_) | Err(Failure::Gone) => {}
+                    Err(Failure::Conflict) => tracing::debug!(
+                        "[{namespace}/{name}] Patching conflicted; the result is dropped."
+                    ),
+                    Err(Failure::Other(e)) => {
+                        tracing::error!("[{namespace}/{name}] Patching failed: {e}");
+                    }
+                }
+            })
+        })
+    };
+    let post: Post = {
+        let shared = shared.clone();
+        Arc::new(move |body, line| post_line(&shared, body, line))
+    };
+    Arc::new(Env {
+        resource: shared.resource.clone(),
+        client: shared.client.clone(),
+        settings: shared.settings.clone(),
+        memo: shared.memo.child(),
+        poster: Some(shared.poster.clone()),
+        write,
+        post,
+        observed: observed.to_string(),
+    })
 }
 
 /// Runs the event handlers that accept `body`, each in its own task.
@@ -250,25 +308,19 @@ fn spawn_event_handlers(shared: &Arc<Shared>, body: &Arc<Value>, event_type: Val
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let now = shared.settings.clock.now();
-            let ctx = crate::handling::Context {
-                body: (*body).clone(),
-                id: handler.id.clone(),
-                reason: crate::references::Reason::Event,
-                resource: shared.resource.clone(),
-                diff: Vec::new(),
-                old: None,
-                new: None,
-                retry: 0,
-                started: now,
-                runtime: std::time::Duration::ZERO,
-                param: handler.param.clone(),
-                patch: crate::handling::PatchHandle::default(),
-                logger: Logger::with_sink(namespace, name, shared.settings.log_sink.clone()),
-                memo: shared.memo.child(),
-                client: shared.client.clone(),
-                events: Events::new(Some(shared.poster.clone()), (*body).clone()),
-                event: Some(serde_json::json!({"type": event_type, "object": *body})),
-            };
+            let mut ctx = crate::handling::Context::new(
+                (*body).clone(),
+                handler.id.clone(),
+                crate::references::Reason::Event,
+                shared.resource.clone(),
+                now,
+                Logger::with_sink(namespace, name, shared.settings.log_sink.clone()),
+                shared.memo.child(),
+                shared.client.clone(),
+                Events::new(Some(shared.poster.clone()), (*body).clone()),
+            );
+            ctx.param.clone_from(&handler.param);
+            ctx.event = Some(serde_json::json!({"type": event_type, "object": *body}));
             let limits = crate::handling::Limits {
                 retries: None,
                 timeout: None,
@@ -301,6 +353,8 @@ async fn worker(
     let mut pending: Option<crate::structs::Patch> = None;
     let mut newest: Option<String> = None;
     let (mut last_ns, mut last_name) = (String::new(), String::new());
+    let spawning = shared.handlers.iter().any(|h| h.reason.is_spawning());
+    let mut spawned: Option<(Spawned, Arc<Env>)> = None;
     loop {
         if !first {
             let sleep_until = async {
@@ -309,10 +363,16 @@ async fn worker(
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                changed = rx.changed() => if changed.is_err() { return },
-                _ = sleep_until => { wake = None; }
-                _ = stop.changed() => return,
+            let exiting = tokio::select! {
+                changed = rx.changed() => changed.is_err(),
+                _ = sleep_until => { wake = None; false }
+                _ = stop.changed() => true,
+            };
+            if exiting {
+                if let Some((s, _)) = &mut spawned {
+                    s.stop_all(StopReason::OperatorExiting).await;
+                }
+                return;
             }
         }
         first = false;
@@ -323,6 +383,9 @@ async fn worker(
         let seen = rx.borrow_and_update().clone();
         let (body, initial) = match seen {
             Seen::Gone => {
+                if let Some((s, _)) = &mut spawned {
+                    s.stop_all(StopReason::ObjectGone).await;
+                }
                 Logger::with_sink(&last_ns, &last_name, shared.settings.log_sink.clone())
                     .debug("Deleted, really deleted, and we are notified.");
                 return;
@@ -356,6 +419,25 @@ async fn worker(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
+        if spawning {
+            let deleting = body
+                .pointer("/metadata/deletionTimestamp")
+                .is_some_and(|v| !v.is_null());
+            let (s, env) = spawned.get_or_insert_with(|| {
+                (
+                    Spawned::new(&body),
+                    spawning_env(&shared, observed, &namespace, &name),
+                )
+            });
+            if deleting {
+                // Daemons and timers exit before the finalizer is released.
+                if s.is_running() {
+                    s.stop_all(StopReason::Deletion).await;
+                }
+            } else {
+                s.update(&body, &shared.handlers, env);
+            }
+        }
         if let Some(mut retry) = pending.take() {
             // A write that failed earlier goes first, against the newer version.
             retry.remove(&["metadata", "resourceVersion"]);
@@ -409,19 +491,12 @@ async fn worker(
                 memo: &memo,
                 client: &shared.client,
                 events: &Events::new(Some(shared.poster.clone()), (*body).clone()),
+                exited: spawned.as_ref().map(|(s, _)| s.finished()),
             },
         ))
         .await;
-        if settings.posting.enabled
-            && !(shared.resource.group.is_empty() && shared.resource.plural == "events")
-        {
-            for line in logger.drain() {
-                if line.level >= settings.posting.level {
-                    let _ = shared
-                        .poster
-                        .send(crate::posting::from_line((*body).clone(), &line));
-                }
-            }
+        for line in logger.drain() {
+            post_line(&shared, &body, &line);
         }
         wake = decision.delay.map(|d| tokio::time::Instant::now() + d);
         if decision.patch.is_empty() {

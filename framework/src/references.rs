@@ -86,6 +86,10 @@ pub enum Reason {
     Startup,
     /// Once when the operator stops, after it handled everything.
     Cleanup,
+    /// A long-running task per object.
+    Daemon,
+    /// A periodic handler per object.
+    Timer,
 }
 
 impl Reason {
@@ -99,6 +103,8 @@ impl Reason {
             Reason::Event => "event",
             Reason::Startup => "startup",
             Reason::Cleanup => "cleanup",
+            Reason::Daemon => "daemon",
+            Reason::Timer => "timer",
         }
     }
 
@@ -112,7 +118,15 @@ impl Reason {
             Reason::Event => "event",
             Reason::Startup => "startup",
             Reason::Cleanup => "cleanup",
+            Reason::Daemon => "daemon",
+            Reason::Timer => "timer",
         }
+    }
+
+    /// Whether the handler runs beside the object, for as long as it
+    /// exists (daemons and timers).
+    pub fn is_spawning(self) -> bool {
+        matches!(self, Reason::Daemon | Reason::Timer)
     }
 
     /// Whether handlers of this reason belong to a resource.

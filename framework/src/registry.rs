@@ -93,6 +93,19 @@ impl fmt::Debug for MetaFilter {
 /// A predicate over the whole body.
 pub(crate) type When = Arc<dyn Fn(&Value) -> bool + Send + Sync>;
 
+/// The options of daemons and timers.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Spawning {
+    pub(crate) initial_delay: Option<Duration>,
+    pub(crate) interval: Option<Duration>,
+    pub(crate) idle: Option<Duration>,
+    pub(crate) sharp: bool,
+    pub(crate) cancellation_backoff: Option<Duration>,
+    pub(crate) cancellation_timeout: Option<Duration>,
+    /// A blocking daemon (runs on a thread; cannot be cancelled).
+    pub(crate) blocking: bool,
+}
+
 /// A registered handler and its options. Options are set with the builder
 /// methods returned by the `Operator::on_*` calls.
 #[derive(Clone)]
@@ -114,6 +127,7 @@ pub struct Handler {
     pub(crate) value: Option<FieldFilter>,
     pub(crate) old: Option<FieldFilter>,
     pub(crate) new: Option<FieldFilter>,
+    pub(crate) spawning: Spawning,
 }
 
 impl fmt::Debug for Handler {
@@ -146,6 +160,7 @@ impl Handler {
             value: None,
             old: None,
             new: None,
+            spawning: Spawning::default(),
         }
     }
 
@@ -228,6 +243,50 @@ impl Handler {
     /// Only when the field's new value (after the change) passes `filter`.
     pub fn new_value(&mut self, filter: FieldFilter) -> &mut Self {
         self.new = Some(filter);
+        self
+    }
+
+    /// Daemons and timers: wait this long after the object is first seen
+    /// (or the operator starts) before the first invocation.
+    pub fn initial_delay(&mut self, d: Duration) -> &mut Self {
+        self.spawning.initial_delay = Some(d);
+        self
+    }
+
+    /// Timers: how often to run (from the end of one run to the start of
+    /// the next, or aligned to the interval when `sharp`).
+    pub fn interval(&mut self, d: Duration) -> &mut Self {
+        self.spawning.interval = Some(d);
+        self
+    }
+
+    /// Timers: run only once the object has been unchanged for this long.
+    pub fn idle(&mut self, d: Duration) -> &mut Self {
+        self.spawning.idle = Some(d);
+        self
+    }
+
+    /// Timers: align runs to multiples of the interval since the timer
+    /// started, whatever each run took.
+    pub fn sharp(&mut self, sharp: bool) -> &mut Self {
+        self.spawning.sharp = sharp;
+        self
+    }
+
+    /// Daemons: once asked to stop, how long they may take to exit
+    /// gracefully before they are cancelled (default: cancelled at once if
+    /// they have a `cancellation_timeout`).
+    pub fn cancellation_backoff(&mut self, d: Duration) -> &mut Self {
+        self.spawning.cancellation_backoff = Some(d);
+        self
+    }
+
+    /// Daemons: cancel them once the `cancellation_backoff` is over, and
+    /// give the cancellation this long (a blocking daemon, which cannot be
+    /// cancelled, is then left orphaned). Without it, a stopped daemon is
+    /// waited for as long as it runs, and so is the object's deletion.
+    pub fn cancellation_timeout(&mut self, d: Duration) -> &mut Self {
+        self.spawning.cancellation_timeout = Some(d);
         self
     }
 

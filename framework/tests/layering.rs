@@ -8,13 +8,13 @@ use std::{collections::BTreeSet, fs, path::Path};
 /// Layers from the bottom up; modules in one layer may not use each other
 /// unless listed in `SAME_LAYER_OK`.
 const LAYERS: &[&[&str]] = &[
-    &["structs", "references"],
+    &["structs", "references", "stopping"],
     &["storage"],
     &["handling"],
     &["observing"],
     &["settings"],
     &["registry"],
-    &["hierarchies", "posting", "activities"],
+    &["hierarchies", "posting", "activities", "daemons"],
     &["processing"],
     &["reactor"],
     &["operator"],

@@ -55,7 +55,7 @@ pub struct Outcome {
     pub events: Vec<EventRecord>,
     /// The operator's write requests, in order (Events excluded).
     pub writes: Vec<WriteRecord>,
-    /// Handler and activity outcomes, in order.
+    /// Handler, activity, daemon and timer outcomes, in order.
     pub handlers: Vec<String>,
     /// The operator's log at info level and above.
     pub log: Vec<String>,
@@ -205,7 +205,9 @@ impl Outcome {
             .iter()
             .filter(|l| {
                 l.level >= Level::Info
-                    && (l.message.contains("Handler '") || l.message.contains("Activity '"))
+                    && ["Handler '", "Activity '", "Daemon '", "Timer '"]
+                        .iter()
+                        .any(|what| l.message.contains(what))
             })
             .map(|l| redact_str(&l.message))
             .collect();

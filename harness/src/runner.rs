@@ -31,6 +31,8 @@ pub struct SettleError {
     pub detached: usize,
     /// Delayed handlers: object and time until due.
     pub wakeups: Vec<(String, Duration)>,
+    /// Timers running their code.
+    pub running: Vec<String>,
     /// Watches behind the server: resource, delivered and latest resourceVersion.
     pub behind: Vec<(String, u64, u64)>,
     /// Whether startup (activities, initial listings) finished.
@@ -55,6 +57,9 @@ impl fmt::Display for SettleError {
         }
         for b in &self.busy {
             writeln!(f, "  - in progress: {b}")?;
+        }
+        for r in &self.running {
+            writeln!(f, "  - running: {r}")?;
         }
         if self.detached > 0 {
             writeln!(f, "  - event handlers running: {}", self.detached)?;
@@ -249,6 +254,7 @@ impl KopfRunner {
                     busy: pending.busy,
                     detached: pending.detached,
                     wakeups: pending.wakeups,
+                    running: pending.running,
                     behind: self.behind(),
                     ready: self.observer.is_ready(),
                 });

@@ -1,0 +1,365 @@
+//! Daemons and timers, end to end against the in-process fake on virtual
+//! time: the ported examples 14 and 15, stopping on deletion before the
+//! finalizer goes, cancellation of daemons that ignore their stop signal,
+//! and timers' `idle` and `sharp` schedules.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use kopf::{Context, HandlerResult, Operator, Resource};
+use kopf_harness::{KopfRunner, Scenario};
+use serde_json::json;
+
+#[path = "../examples/14-daemons.rs"]
+mod daemons;
+
+#[path = "../examples/15-timers.rs"]
+mod timers;
+
+const CRD: &str = include_str!("../examples/crd.yaml");
+const OBJ: &str = include_str!("../examples/obj.yaml");
+const KEX: &str = "kopfexamples.kopf.dev";
+const NAME: &str = "kopf-example-1";
+
+fn examples() -> Resource {
+    Resource::new("kopf.dev", "v1", "kopfexamples")
+}
+
+fn position(log: &[String], needle: &str) -> usize {
+    log.iter()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no {needle:?} in the log:\n{}", log.join("\n")))
+}
+
+fn all_lines(runner: &KopfRunner) -> Vec<String> {
+    runner.log().into_iter().map(|l| l.message).collect()
+}
+
+/// 14-daemons: three failures each, then pings; on deletion the blocking
+/// daemon exits on request, the async one is cancelled after its
+/// `cancellation_backoff`, and only then is the finalizer released.
+#[tokio::test(start_paused = true)]
+async fn example_14_daemons_should_stop_before_the_finalizer_is_released() {
+    let mut runner = KopfRunner::new(daemons::operator);
+    runner.cluster().apply(CRD).unwrap();
+    runner
+        .play(
+            &Scenario::new()
+                .apply(OBJ)
+                .settle()
+                .advance(Duration::from_secs(12))
+                .settle(),
+        )
+        .await
+        .unwrap();
+    let obj = runner.cluster().get(KEX, "default", NAME).unwrap();
+    assert_eq!(obj["status"]["message"], "Failed 3 times.");
+    assert_eq!(
+        obj["metadata"]["finalizers"],
+        json!(["kopf.zalando.org/KopfFinalizerMarker"]),
+        "daemons hold the finalizer"
+    );
+    let output = runner.output();
+    for daemon in ["background_sync", "background_async"] {
+        assert_eq!(
+            output
+                .matches(&format!(
+                    "Daemon '{daemon}' failed temporarily: Simulated failure."
+                ))
+                .count(),
+            3,
+            "{output}"
+        );
+    }
+    assert!(output.contains(r#"=> Ping from a sync daemon: field="value", retry=3"#));
+    assert!(output.contains(r#"=> Ping from an async daemon: field="value""#));
+
+    let deleted_at = tokio::time::Instant::now();
+    runner
+        .play(
+            &Scenario::new()
+                .delete(KEX, NAME)
+                .settle()
+                .expect_absent(KEX, NAME, ""),
+        )
+        .await
+        .unwrap();
+    let log = all_lines(&runner);
+    let graceful = position(
+        &log,
+        "Daemon 'background_async' is signalled to exit gracefully.",
+    );
+    let cancelled = position(
+        &log,
+        "Daemon 'background_async' is cancelled. Will escalate.",
+    );
+    let exited = position(
+        &log,
+        "Daemon 'background_sync' has exited on request and will not be retried or restarted.",
+    );
+    let released = position(
+        &log,
+        "Removing the finalizer, thus allowing the actual deletion.",
+    );
+    assert!(graceful < cancelled && cancelled < released, "{log:#?}");
+    assert!(exited < released, "{log:#?}");
+    assert!(
+        deleted_at.elapsed() >= Duration::from_secs(1),
+        "the async daemon had its 1 s of cancellation_backoff"
+    );
+    let outcome = runner.outcome();
+    let finished = outcome
+        .writes
+        .iter()
+        .position(|w| {
+            w.body.as_ref().and_then(|b| b.pointer("/status/message"))
+                == Some(&json!("Accompanying is finished."))
+        })
+        .expect("the sync daemon's last patch");
+    let unfinalized = outcome
+        .writes
+        .iter()
+        .position(|w| {
+            w.body
+                .as_ref()
+                .and_then(|b| b.pointer("/metadata/finalizers"))
+                == Some(&json!([]))
+        })
+        .expect("the finalizer's removal");
+    assert!(finished < unfinalized);
+    runner.stop().await.unwrap();
+}
+
+/// A daemon that never looks at its stop signal: cancelled once its
+/// `cancellation_backoff` is over; a blocking one, which cannot be
+/// cancelled, is left orphaned after `cancellation_timeout` more.
+#[tokio::test(start_paused = true)]
+async fn daemons_ignoring_their_stop_signal_should_be_cancelled_or_orphaned() {
+    let release = Arc::new(AtomicBool::new(false));
+    let r = release.clone();
+    let factory = move || {
+        let mut op = Operator::new();
+        op.on_daemon(&examples(), |_ctx: Context| async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+        .id("stubborn")
+        .cancellation_backoff(Duration::from_secs(5))
+        .cancellation_timeout(Duration::from_secs(1));
+        let r = r.clone();
+        op.on_daemon_blocking(&examples(), move |ctx: Context| {
+            while !r.load(Ordering::SeqCst) {
+                if ctx.stopped.wait_blocking(Duration::from_secs(1)) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            Ok(None)
+        })
+        .id("stuck")
+        .cancellation_backoff(Duration::from_secs(2))
+        .cancellation_timeout(Duration::from_secs(3));
+        op
+    };
+    let mut runner = KopfRunner::new(factory);
+    runner.cluster().apply(CRD).unwrap();
+    runner
+        .play(&Scenario::new().apply(OBJ).settle())
+        .await
+        .unwrap();
+    let deleted_at = tokio::time::Instant::now();
+    runner
+        .play(
+            &Scenario::new()
+                .delete(KEX, NAME)
+                .settle()
+                .expect_absent(KEX, NAME, ""),
+        )
+        .await
+        .unwrap();
+    let took = deleted_at.elapsed();
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(6),
+        "held for the longer of 5 s (backoff, then cancelled) and 2 + 3 s (orphaned): {took:?}"
+    );
+    let log = all_lines(&runner);
+    let cancelled = position(&log, "Daemon 'stubborn' is cancelled. Will escalate.");
+    let forced = position(&log, "Daemon 'stuck' is signalled to exit by force.");
+    let orphaned = position(
+        &log,
+        "Daemon 'stuck' did not exit in time. Leaving it orphaned.",
+    );
+    let released = position(
+        &log,
+        "Removing the finalizer, thus allowing the actual deletion.",
+    );
+    assert!(forced < orphaned);
+    assert!(cancelled < released && orphaned < released);
+    release.store(true, Ordering::SeqCst);
+    runner.stop().await.unwrap();
+}
+
+/// Records the virtual times of a timer's runs, relative to `origin`.
+fn recording_timer(
+    interval: u64,
+    work: u64,
+    sharp: bool,
+    idle: Option<u64>,
+    runs: Arc<Mutex<Vec<f64>>>,
+    origin: tokio::time::Instant,
+) -> impl Fn() -> Operator + Send + Sync + 'static {
+    move || {
+        let runs = runs.clone();
+        let mut op = Operator::new();
+        let timer = op
+            .on_timer(
+                &examples(),
+                Duration::from_secs(interval),
+                move |_ctx: Context| {
+                    let runs = runs.clone();
+                    async move {
+                        runs.lock().unwrap().push(origin.elapsed().as_secs_f64());
+                        tokio::time::sleep(Duration::from_secs(work)).await;
+                        HandlerResult::Ok(Some(json!("ran")))
+                    }
+                },
+            )
+            .id("tick")
+            .sharp(sharp);
+        if let Some(idle) = idle {
+            timer.idle(Duration::from_secs(idle));
+        }
+        op
+    }
+}
+
+async fn timer_runs(interval: u64, work: u64, sharp: bool, for_secs: u64) -> Vec<f64> {
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let origin = tokio::time::Instant::now();
+    let mut runner = KopfRunner::new(recording_timer(
+        interval,
+        work,
+        sharp,
+        None,
+        runs.clone(),
+        origin,
+    ));
+    runner.cluster().apply(CRD).unwrap();
+    runner
+        .play(
+            &Scenario::new()
+                .apply(OBJ)
+                .settle()
+                .advance(Duration::from_secs(for_secs)),
+        )
+        .await
+        .unwrap();
+    runner.stop().await.unwrap();
+    let runs = runs.lock().unwrap().clone();
+    let first = runs[0];
+    runs.iter().map(|t| t - first).collect()
+}
+
+fn close(actual: &[f64], expected: &[f64]) -> bool {
+    actual.len() == expected.len()
+        && actual
+            .iter()
+            .zip(expected)
+            .all(|(a, e)| (a - e).abs() < 0.01)
+}
+
+/// Intervals run from the end of one run (3 s of work) to the start of the
+/// next; `sharp` aligns them to the interval instead.
+#[tokio::test(start_paused = true)]
+async fn timers_should_run_every_interval_or_sharply() {
+    let relaxed = timer_runs(10, 3, false, 35).await;
+    assert!(close(&relaxed, &[0.0, 13.0, 26.0]), "{relaxed:?}");
+    let sharp = timer_runs(10, 3, true, 35).await;
+    assert!(close(&sharp, &[0.0, 10.0, 20.0, 30.0]), "{sharp:?}");
+}
+
+/// `idle`: the first run waits for 5 s without changes; a change of the
+/// spec postpones the next run until 5 s after it; status changes (the
+/// timer's own result) do not count.
+#[tokio::test(start_paused = true)]
+async fn idle_timers_should_wait_for_quiet() {
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let origin = tokio::time::Instant::now();
+    let mut runner = KopfRunner::new(recording_timer(2, 0, false, Some(5), runs.clone(), origin));
+    runner.cluster().apply(CRD).unwrap();
+    let created = origin.elapsed().as_secs_f64();
+    runner
+        .play(
+            &Scenario::new()
+                .apply(OBJ)
+                .advance(Duration::from_secs(3))
+                .patch(KEX, NAME, json!({"spec": {"field": "changed"}}))
+                .advance(Duration::from_secs(9))
+                .patch(KEX, NAME, json!({"spec": {"field": "again"}}))
+                .advance(Duration::from_secs(8)),
+        )
+        .await
+        .unwrap();
+    runner.stop().await.unwrap();
+    let runs: Vec<f64> = runs.lock().unwrap().iter().map(|t| t - created).collect();
+    // Changes at ~3 s and ~12 s: runs 5 s after the first, every 2 s, then
+    // 5 s after the second.
+    let expected = [8.1, 10.1, 12.1, 17.1, 19.1];
+    assert!(
+        runs.len() == expected.len()
+            && runs.iter().zip(expected).all(|(a, e)| (a - e).abs() < 0.15),
+        "{runs:?}"
+    );
+    let obj = runner.cluster().get(KEX, "default", NAME).unwrap();
+    assert_eq!(obj["status"]["tick"], "ran", "results go to status");
+}
+
+/// 15-timers: quiet for 10 s, both timers ping; nothing before 5 s.
+#[tokio::test(start_paused = true)]
+async fn example_15_timers_should_ping_once_idle() {
+    let mut runner = KopfRunner::new(timers::operator);
+    runner.cluster().apply(CRD).unwrap();
+    runner
+        .play(
+            &Scenario::new()
+                .apply(OBJ)
+                .settle()
+                .advance(Duration::from_secs(4)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !runner.output().contains("Ping from"),
+        "{}",
+        runner.output()
+    );
+    runner
+        .play(&Scenario::new().advance(Duration::from_secs(8)))
+        .await
+        .unwrap();
+    let output = runner.output();
+    let sync = output
+        .matches(r#"Ping from a sync timer: field="value""#)
+        .count();
+    let asynch = output
+        .matches(r#"Ping from an async timer: field="value""#)
+        .count();
+    assert!((3..=4).contains(&sync), "{output}");
+    assert_eq!(asynch, 1, "{output}");
+    assert!(output.contains("Timer 'every_few_seconds_sync' succeeded."));
+    runner
+        .play(
+            &Scenario::new()
+                .delete(KEX, NAME)
+                .settle()
+                .expect_absent(KEX, NAME, ""),
+        )
+        .await
+        .unwrap();
+    runner.stop().await.unwrap();
+}
