@@ -363,3 +363,101 @@ async fn example_15_timers_should_ping_once_idle() {
         .unwrap();
     runner.stop().await.unwrap();
 }
+
+#[path = "../examples/07-subhandlers.rs"]
+mod subhandlers;
+
+/// 07-subhandlers: one sub-handler per item, each succeeding once; the
+/// parent succeeds after them; only the parent counts in the summary.
+#[tokio::test(start_paused = true)]
+async fn example_07_subhandlers_should_run_once_each() {
+    let mut runner = KopfRunner::new(subhandlers::operator);
+    runner.cluster().apply(CRD).unwrap();
+    runner
+        .play(&Scenario::new().apply(OBJ).settle())
+        .await
+        .unwrap();
+    let outcome = runner.outcome();
+    for id in ["create_fn", "create_fn/item1", "create_fn/item2"] {
+        assert_eq!(
+            outcome.count(id, "succeeded"),
+            1,
+            "{id}: {:#?}",
+            outcome.log
+        );
+    }
+    let log = outcome.log.clone();
+    let item1 = position(&log, "=== Handling creation for item1. ===");
+    let item2 = position(&log, "=== Handling creation for item2. ===");
+    let parent = position(&log, "Handler 'create_fn' succeeded.");
+    assert!(item1 < item2 && item2 < parent);
+    assert!(log
+        .iter()
+        .any(|l| l.ends_with("Creation is processed: 1 succeeded; 0 failed.")));
+    let obj = runner.cluster().get(KEX, "default", NAME).unwrap();
+    let annotations = obj["metadata"]["annotations"].as_object().unwrap();
+    assert!(
+        annotations
+            .keys()
+            .all(|k| !k.starts_with("kopf.zalando.org/create_fn")),
+        "progress of the parent and sub-handlers purged: {annotations:?}"
+    );
+    runner.stop().await.unwrap();
+}
+
+/// A sub-handler that fails temporarily: the parent is invoked again after
+/// the delay, the finished sibling is not, and the failing one retries.
+#[tokio::test(start_paused = true)]
+async fn subhandlers_should_retry_on_their_own() {
+    let calls = Arc::new(Mutex::new(Vec::<String>::new()));
+    let c = calls.clone();
+    let factory = move || {
+        let c = c.clone();
+        let mut op = Operator::new();
+        op.on_create(&examples(), move |ctx: Context| {
+            let c = c.clone();
+            async move {
+                c.lock().unwrap().push(format!("parent#{}", ctx.retry));
+                for item in ["steady", "flaky"] {
+                    let c = c.clone();
+                    ctx.subhandler(item, move |ctx: Context| {
+                        let c = c.clone();
+                        async move {
+                            c.lock().unwrap().push(format!("{item}#{}", ctx.retry));
+                            if item == "flaky" && ctx.retry == 0 {
+                                return Err(kopf::HandlerError::temporary(
+                                    "not yet",
+                                    Duration::from_secs(30),
+                                ));
+                            }
+                            Ok(Some(json!(item)))
+                        }
+                    })?;
+                }
+                Ok(Some(json!("all done")))
+            }
+        })
+        .id("parent");
+        op
+    };
+    let mut runner = KopfRunner::new(factory);
+    runner.cluster().apply(CRD).unwrap();
+    let started = tokio::time::Instant::now();
+    runner
+        .play(&Scenario::new().apply(OBJ).settle())
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(30));
+    assert_eq!(
+        *calls.lock().unwrap(),
+        ["parent#0", "steady#0", "flaky#0", "parent#1", "flaky#1"]
+    );
+    let obj = runner.cluster().get(KEX, "default", NAME).unwrap();
+    assert_eq!(obj["status"]["parent"], "all done");
+    assert_eq!(obj["status"]["parent/steady"], "steady");
+    assert_eq!(obj["status"]["parent/flaky"], "flaky");
+    let output = runner.output();
+    assert!(output.contains("Handler 'parent/flaky' failed temporarily: not yet"));
+    assert_eq!(runner.outcome().count("parent", "succeeded"), 1);
+    runner.stop().await.unwrap();
+}

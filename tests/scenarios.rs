@@ -22,6 +22,8 @@ mod exceptions;
 mod handlers;
 #[path = "../examples/01-minimal.rs"]
 mod minimal;
+#[path = "../examples/07-subhandlers.rs"]
+mod subhandlers;
 #[path = "../examples/15-timers.rs"]
 mod timers;
 #[path = "../examples/08-events.rs"]
@@ -39,6 +41,7 @@ fn factory(example: &str) -> fn() -> Operator {
         "08-events" => watch_events::operator,
         "10-builtins" => builtins::operator,
         "12-embedded" => embedded::operator,
+        "07-subhandlers" => subhandlers::operator,
         "14-daemons" => daemons::operator,
         "15-timers" => timers::operator,
         "99-all-at-once" => all_at_once::operator,

@@ -393,7 +393,12 @@ pub struct Context {
     pub stopped: crate::stopping::Stopped,
     /// For daemons and timers: the object's latest state as watched.
     pub(crate) latest: Option<tokio::sync::watch::Receiver<Arc<Value>>>,
+    /// For resource-changing handlers: the sub-handlers registered.
+    pub(crate) children: Option<Children>,
 }
+
+/// Sub-handlers registered by a handler: id and function.
+pub(crate) type Children = Arc<Mutex<Vec<(String, HandlerFn)>>>;
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -473,7 +478,45 @@ impl Context {
             event: None,
             stopped: crate::stopping::Stopped::default(),
             latest: None,
+            children: None,
         }
+    }
+
+    /// Lets this context's handler register sub-handlers; returns where
+    /// they are collected.
+    pub(crate) fn accept_subhandlers(&mut self) -> Children {
+        self.children.get_or_insert_with(Children::default).clone()
+    }
+
+    /// Registers a sub-handler (Kopf's `@kopf.subhandler`), e.g. one per
+    /// item of a list: it runs after this handler returns, with the id
+    /// `<this id>/<id>`, its own progress, retries and status result. This
+    /// handler is invoked again (and must register the same sub-handlers)
+    /// until all of them are done; then it succeeds.
+    ///
+    /// # Errors
+    /// A permanent error outside resource-changing handlers (create,
+    /// update, delete, resume, field), which cannot have sub-handlers.
+    pub fn subhandler<F, Fut>(&self, id: &str, f: F) -> Result<(), HandlerError>
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = HandlerResult> + Send + 'static,
+    {
+        let Some(children) = &self.children else {
+            return Err(HandlerError::Permanent(
+                "Sub-handlers are only supported for resource-changing handlers.".into(),
+            ));
+        };
+        let f = Arc::new(f);
+        let func: HandlerFn = Arc::new(move |ctx| {
+            let f = f.clone();
+            Box::pin(async move { f(ctx).await })
+        });
+        children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id.to_string(), func));
+        Ok(())
     }
 
     /// The object's latest state: for daemons and timers, as the watch
@@ -604,6 +647,7 @@ pub(crate) async fn attempt(
         }
     }
     logger.debug(format!("{label} is invoked."));
+    let children = ctx.children.clone();
     let result = match AssertUnwindSafe(func(ctx)).catch_unwind().await {
         Ok(r) => r,
         Err(panic) => {
@@ -630,7 +674,13 @@ pub(crate) async fn attempt(
     };
     match result {
         Ok(value) => {
-            logger.info(format!("{label} succeeded."));
+            // A parent with sub-handlers succeeds once they all have.
+            let parent = children
+                .as_ref()
+                .is_some_and(|c| !c.lock().unwrap_or_else(|e| e.into_inner()).is_empty());
+            if !parent {
+                logger.info(format!("{label} succeeded."));
+            }
             Outcome::Success(value)
         }
         Err(HandlerError::Permanent(e)) => {

@@ -173,117 +173,34 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
         }
     }
     let mut patch = Patch::new();
-    let mut succeeded = 0;
-    let mut failed = 0;
-    let mut next_delay: Option<Duration> = None;
-    for handler in &selected {
-        let loaded = inputs.progress.fetch(body, &handler.id);
-        let mut record = loaded.clone().unwrap_or_default();
-        if record.finished() {
-            if record.success {
-                succeeded += 1;
-            } else {
-                failed += 1;
-            }
-            continue;
-        }
-        let started = *record.started.get_or_insert(inputs.now);
-        record
-            .purpose
-            .get_or_insert_with(|| reason.as_str().to_string());
-        if let Some(due) = record.delayed {
-            if due > inputs.now {
-                let wait = Duration::try_from(due.duration_since(inputs.now)).unwrap_or_default();
-                next_delay = Some(next_delay.map_or(wait, |d| d.min(wait)));
-                // Written only when it differs from what is stored, as Kopf does.
-                if loaded.as_ref() != Some(&record) {
-                    inputs.progress.store(&mut patch, &handler.id, &record);
-                }
-                continue;
-            }
-        }
-        let handle = PatchHandle::default();
-        let (h_old, h_new, h_diff) = match &handler.field {
-            Some(path) => {
-                let p: Vec<&str> = path.iter().map(String::as_str).collect();
-                (
-                    old.as_ref()
-                        .and_then(|o| crate::structs::resolve(o, &p))
-                        .cloned(),
-                    crate::structs::resolve(&new, &p).cloned(),
-                    reduce(&changes, &p),
-                )
-            }
-            None => (old.clone(), Some(new.clone()), changes.clone()),
-        };
-        let mut ctx = Context::new(
-            body.clone(),
-            handler.id.clone(),
-            reason,
-            inputs.resource.clone(),
-            started,
-            logger.clone(),
-            inputs.memo.clone(),
-            inputs.client.clone(),
-            inputs.events.clone(),
-        );
-        ctx.diff = h_diff;
-        ctx.old = h_old;
-        ctx.new = h_new;
-        ctx.retry = record.retries;
-        ctx.runtime = Duration::try_from(inputs.now.duration_since(started)).unwrap_or_default();
-        ctx.param.clone_from(&handler.param);
-        ctx.patch = handle.clone();
-        let limits = Limits {
-            retries: handler.retries,
-            timeout: handler.timeout,
-            backoff: handler.backoff.unwrap_or(inputs.backoff),
-            errors: handler.errors,
-        };
-        let outcome = attempt(
-            &handler.func,
-            ctx,
-            &limits,
-            &format!("Handler '{}'", handler.id),
-        )
-        .await;
-        patch.merge(&handle.take().to_value());
-        record.retries += 1;
-        record.delayed = None;
-        match outcome {
-            Outcome::Success(value) => {
-                succeeded += 1;
-                record.success = true;
-                record.stopped = Some(inputs.now);
-                record.message = None;
-                if let Some(v) = value {
-                    patch.set(&["status", &handler.id], v);
-                }
-            }
-            Outcome::Failure(message) => {
-                failed += 1;
-                record.failure = true;
-                record.stopped = Some(inputs.now);
-                record.message = Some(message);
-            }
-            Outcome::Retry { delay, message } => {
-                record.delayed = Some(inputs.now + delay);
-                record.message = Some(message);
-                next_delay = Some(next_delay.map_or(delay, |d| d.min(delay)));
-            }
-        }
-        inputs.progress.store(&mut patch, &handler.id, &record);
-    }
+    let mut tally = Tally::default();
+    let cause = Cause {
+        body,
+        reason,
+        old: old.as_ref(),
+        new: &new,
+        changes: &changes,
+        inputs: &inputs,
+    };
+    let top: Vec<Handler> = selected.into_iter().cloned().collect();
+    execute(&top, &cause, &mut patch, &mut tally).await;
+    let Tally {
+        succeeded,
+        failed,
+        delay: next_delay,
+        subrefs,
+    } = tally;
     if next_delay.is_none() {
         // The cause is fully handled: purge progress, remember the essence,
         // and release the object if it is being deleted.
-        if !selected.is_empty() {
+        if !top.is_empty() {
             logger.info(format!(
                 "{} is processed: {succeeded} succeeded; {failed} failed.",
                 capitalize(reason.title())
             ));
         }
-        let ids: Vec<String> = inputs.handlers.iter().map(|h| h.id.clone()).collect();
+        let mut ids: Vec<String> = inputs.handlers.iter().map(|h| h.id.clone()).collect();
+        ids.extend(subrefs);
         inputs.progress.purge(body, &mut patch, &ids);
         if reason == Reason::Delete {
             logger.debug("Removing the finalizer, thus allowing the actual deletion.");
@@ -305,6 +222,188 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
         patch,
         delay: next_delay,
     }
+}
+
+/// What one cycle of handlers came to.
+#[derive(Default)]
+struct Tally {
+    /// Handlers (of the level counted) finished successfully.
+    succeeded: usize,
+    /// Handlers finished with a failure.
+    failed: usize,
+    /// The earliest delayed handler (at any depth).
+    delay: Option<Duration>,
+    /// Every sub-handler id met (to purge their progress at the end).
+    subrefs: Vec<String>,
+}
+
+impl Tally {
+    fn delay(&mut self, d: Duration) {
+        self.delay = Some(self.delay.map_or(d, |c| c.min(d)));
+    }
+}
+
+/// The cause being handled, shared by handlers and their sub-handlers.
+struct Cause<'a> {
+    body: &'a Value,
+    reason: Reason,
+    old: Option<&'a Value>,
+    new: &'a Value,
+    changes: &'a [crate::structs::DiffItem],
+    inputs: &'a Inputs<'a>,
+}
+
+/// Runs the handlers that are due, each with its own progress record;
+/// then the sub-handlers each one registered (ids `parent/child`), in the
+/// same cycle: a parent is done once all its sub-handlers are.
+fn execute<'a>(
+    handlers: &'a [Handler],
+    cause: &'a Cause<'a>,
+    patch: &'a mut Patch,
+    tally: &'a mut Tally,
+) -> futures::future::BoxFuture<'a, ()> {
+    Box::pin(async move {
+        let inputs = cause.inputs;
+        for handler in handlers {
+            let loaded = inputs.progress.fetch(cause.body, &handler.id);
+            let mut record = loaded.clone().unwrap_or_default();
+            tally.subrefs.extend(record.subrefs.iter().cloned());
+            if record.finished() {
+                if record.success {
+                    tally.succeeded += 1;
+                } else {
+                    tally.failed += 1;
+                }
+                continue;
+            }
+            let started = *record.started.get_or_insert(inputs.now);
+            record
+                .purpose
+                .get_or_insert_with(|| cause.reason.as_str().to_string());
+            if let Some(due) = record.delayed {
+                if due > inputs.now {
+                    let wait =
+                        Duration::try_from(due.duration_since(inputs.now)).unwrap_or_default();
+                    tally.delay(wait);
+                    // Written only when it differs from what is stored, as Kopf does.
+                    if loaded.as_ref() != Some(&record) {
+                        inputs.progress.store(patch, &handler.id, &record);
+                    }
+                    continue;
+                }
+            }
+            let handle = PatchHandle::default();
+            let (h_old, h_new, h_diff) = match &handler.field {
+                Some(path) => {
+                    let p: Vec<&str> = path.iter().map(String::as_str).collect();
+                    (
+                        cause
+                            .old
+                            .and_then(|o| crate::structs::resolve(o, &p))
+                            .cloned(),
+                        crate::structs::resolve(cause.new, &p).cloned(),
+                        reduce(cause.changes, &p),
+                    )
+                }
+                None => (
+                    cause.old.cloned(),
+                    Some(cause.new.clone()),
+                    cause.changes.to_vec(),
+                ),
+            };
+            let mut ctx = Context::new(
+                cause.body.clone(),
+                handler.id.clone(),
+                cause.reason,
+                inputs.resource.clone(),
+                started,
+                inputs.logger.clone(),
+                inputs.memo.clone(),
+                inputs.client.clone(),
+                inputs.events.clone(),
+            );
+            ctx.diff = h_diff;
+            ctx.old = h_old;
+            ctx.new = h_new;
+            ctx.retry = record.retries;
+            ctx.runtime =
+                Duration::try_from(inputs.now.duration_since(started)).unwrap_or_default();
+            ctx.param.clone_from(&handler.param);
+            ctx.patch = handle.clone();
+            let children = ctx.accept_subhandlers();
+            let limits = Limits {
+                retries: handler.retries,
+                timeout: handler.timeout,
+                backoff: handler.backoff.unwrap_or(inputs.backoff),
+                errors: handler.errors,
+            };
+            let label = format!("Handler '{}'", handler.id);
+            let mut outcome = attempt(&handler.func, ctx, &limits, &label).await;
+            patch.merge(&handle.take().to_value());
+            let registered =
+                std::mem::take(&mut *children.lock().unwrap_or_else(|e| e.into_inner()));
+            if matches!(outcome, Outcome::Success(_)) && !registered.is_empty() {
+                let subs: Vec<Handler> = registered
+                    .into_iter()
+                    .map(|(id, func)| {
+                        let mut sub = Handler::new(
+                            handler.resource.clone(),
+                            handler.reason,
+                            format!("{}/{id}", handler.id),
+                            func,
+                        );
+                        sub.backoff = handler.backoff;
+                        sub
+                    })
+                    .collect();
+                for sub in &subs {
+                    if !record.subrefs.contains(&sub.id) {
+                        record.subrefs.push(sub.id.clone());
+                    }
+                }
+                tally.subrefs.extend(record.subrefs.iter().cloned());
+                let mut below = Tally::default();
+                execute(&subs, cause, patch, &mut below).await;
+                tally.subrefs.extend(below.subrefs);
+                if let Some(delay) = below.delay {
+                    inputs.logger.debug(format!(
+                        "{label} has unfinished sub-handlers. Will retry soon."
+                    ));
+                    outcome = Outcome::Retry {
+                        delay,
+                        message: "unfinished sub-handlers".into(),
+                    };
+                } else {
+                    inputs.logger.info(format!("{label} succeeded."));
+                }
+            }
+            record.retries += 1;
+            record.delayed = None;
+            match outcome {
+                Outcome::Success(value) => {
+                    tally.succeeded += 1;
+                    record.success = true;
+                    record.stopped = Some(inputs.now);
+                    record.message = None;
+                    if let Some(v) = value {
+                        patch.set(&["status", &handler.id], v);
+                    }
+                }
+                Outcome::Failure(message) => {
+                    tally.failed += 1;
+                    record.failure = true;
+                    record.stopped = Some(inputs.now);
+                    record.message = Some(message);
+                }
+                Outcome::Retry { delay, message } => {
+                    record.delayed = Some(inputs.now + delay);
+                    record.message = Some(message);
+                    tally.delay(delay);
+                }
+            }
+            inputs.progress.store(patch, &handler.id, &record);
+        }
+    })
 }
 
 fn capitalize(s: &str) -> String {
