@@ -461,3 +461,76 @@ async fn subhandlers_should_retry_on_their_own() {
     assert_eq!(runner.outcome().count("parent", "succeeded"), 1);
     runner.stop().await.unwrap();
 }
+
+#[path = "../examples/11-filtering-handlers.rs"]
+mod filtering;
+
+/// 11-filtering-handlers, as Kopf's own test of it: created, the field
+/// changed, deleted; the matching handlers ran, the others did not, and
+/// the field-bound daemon stopped when the field changed.
+#[tokio::test(start_paused = true)]
+async fn example_11_filters_should_select_handlers() {
+    let mut runner = KopfRunner::new(filtering::operator);
+    runner.cluster().apply(CRD).unwrap();
+    runner
+        .play(
+            &Scenario::new()
+                .apply(OBJ)
+                .settle()
+                .advance(Duration::from_secs(5))
+                .patch(KEX, NAME, json!({"spec": {"field": "changed"}}))
+                .settle()
+                .advance(Duration::from_secs(2))
+                .delete(KEX, NAME)
+                .settle()
+                .expect_absent(KEX, NAME, ""),
+        )
+        .await
+        .unwrap();
+    let output = runner.output();
+    for ran in [
+        "Label is matching.",
+        "Label is present.",
+        "Label is absent.",
+        "Label callback matching.",
+        "Annotation is matching.",
+        "Annotation is present.",
+        "Annotation is absent.",
+        "Filter satisfied.",
+        "Field value is satisfied.",
+        "Field presence is satisfied.",
+        "Field change is satisfied.",
+        "Field daemon is satisfied.",
+    ] {
+        assert!(
+            output.contains(&format!("[default/kopf-example-1] {ran}")),
+            "{ran}\n{output}"
+        );
+    }
+    for skipped in [
+        "Annotation callback mismatch.",
+        "Filter not satisfied.",
+        "Field value is not satisfied.",
+        "Field presence is not satisfied.",
+    ] {
+        assert!(!output.contains(skipped), "{skipped}\n{output}");
+    }
+    let outcome = runner.outcome();
+    assert_eq!(
+        outcome.count("create_with_field_value_satisfied/spec.field", "succeeded"),
+        1
+    );
+    assert_eq!(
+        outcome.count("update_with_field_change_satisfied/spec.field", "succeeded"),
+        1
+    );
+    // The daemon ran about once a second for ~5 s, then stopped on the change.
+    let pings = output.matches("Field daemon is satisfied.").count();
+    assert!((5..=7).contains(&pings), "{pings}\n{output}");
+    assert_eq!(
+        outcome.count("daemon_with_field/spec.field", "succeeded"),
+        1,
+        "it exited when its filter stopped matching"
+    );
+    runner.stop().await.unwrap();
+}

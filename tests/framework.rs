@@ -478,7 +478,7 @@ async fn field_filters_should_select_changes_and_values() {
     let (stop, task) = start(&server, op);
     let client = server.client();
     create(&client).await;
-    assert!(until(&client, |s| s["with_value"] == "a param").await);
+    assert!(until(&client, |s| s["with_value/spec.field"] == "a param").await);
     examples(&client)
         .patch(
             "kopf-example-1",
@@ -488,14 +488,15 @@ async fn field_filters_should_select_changes_and_values() {
         .await
         .unwrap();
     assert!(
-        until(&client, |s| s["value_to_newvalue"]
+        until(&client, |s| s["value_to_newvalue/spec.field"]
             == json!({"from": "value", "to": "newvalue"}))
         .await
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let status = status_of(&client).await;
     assert!(
-        status.get("other_change").is_none() && status.get("without_value").is_none(),
+        status.get("other_change/spec.field").is_none()
+            && status.get("without_value/spec.field").is_none(),
         "{status}"
     );
     let _ = stop.send(());

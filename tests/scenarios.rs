@@ -18,6 +18,8 @@ mod embedded;
 mod events;
 #[path = "../examples/03-exceptions.rs"]
 mod exceptions;
+#[path = "../examples/11-filtering-handlers.rs"]
+mod filtering;
 #[path = "../examples/05-handlers.rs"]
 mod handlers;
 #[path = "../examples/01-minimal.rs"]
@@ -42,6 +44,7 @@ fn factory(example: &str) -> fn() -> Operator {
         "10-builtins" => builtins::operator,
         "12-embedded" => embedded::operator,
         "07-subhandlers" => subhandlers::operator,
+        "11-filtering-handlers" => filtering::operator,
         "14-daemons" => daemons::operator,
         "15-timers" => timers::operator,
         "99-all-at-once" => all_at_once::operator,

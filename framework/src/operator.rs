@@ -258,7 +258,7 @@ impl Operator {
                 }
             }
         });
-        handler.id = id;
+        handler.id(&id);
         handler.spawning.blocking = true;
         handler
     }
@@ -289,10 +289,7 @@ impl Operator {
         F: Fn(Context) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = HandlerResult> + Send + 'static,
     {
-        let handler = self.register(resource, Reason::Update, f);
-        handler.field(path);
-        handler.id = format!("{}/{path}", handler.id);
-        handler
+        self.register(resource, Reason::Update, f).field(path)
     }
 
     /// Runs until `stop` completes: checks every resource through discovery,

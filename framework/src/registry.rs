@@ -113,6 +113,8 @@ pub struct Handler {
     pub(crate) resource: Resource,
     pub(crate) reason: Reason,
     pub(crate) id: String,
+    /// The id as given (`id` adds `/<field>` to it, as Kopf does).
+    base: String,
     pub(crate) func: HandlerFn,
     pub(crate) retries: Option<u32>,
     pub(crate) timeout: Option<Duration>,
@@ -145,6 +147,7 @@ impl Handler {
         Handler {
             resource,
             reason,
+            base: id.clone(),
             id,
             func,
             retries: None,
@@ -164,10 +167,19 @@ impl Handler {
         }
     }
 
-    /// The handler's id (the key of its progress record and status field).
+    /// The handler's id (the key of its progress record and status
+    /// field); with a [`Handler::field`], the id is `<id>/<field>`.
     pub fn id(&mut self, id: &str) -> &mut Self {
-        self.id = id.into();
+        self.base = id.into();
+        self.reid();
         self
+    }
+
+    fn reid(&mut self) {
+        self.id = match &self.field {
+            Some(path) => format!("{}/{}", self.base, path.join(".")),
+            None => self.base.clone(),
+        };
     }
 
     /// At most this many attempts; then a permanent failure.
@@ -222,9 +234,11 @@ impl Handler {
 
     /// Narrows the handler to the field at `path` (dotted, e.g. `spec.size`):
     /// it runs only when that field is in the diff, and gets the field's
-    /// old, new and diff; `value`, `old` and `new` filters apply to it.
+    /// old, new and diff; `value`, `old` and `new` filters apply to it. The
+    /// id becomes `<id>/<path>`, as in Kopf.
     pub fn field(&mut self, path: &str) -> &mut Self {
         self.field = Some(path.split('.').map(String::from).collect());
+        self.reid();
         self
     }
 
