@@ -534,3 +534,173 @@ async fn example_11_filters_should_select_handlers() {
     );
     runner.stop().await.unwrap();
 }
+
+#[path = "../examples/16-indexing.rs"]
+mod indexing;
+
+/// Pods in several namespaces, running or not.
+fn seed_pods(runner: &KopfRunner) {
+    runner
+        .cluster()
+        .apply("{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"other\"}}")
+        .unwrap();
+    for (ns, name, app, phase) in [
+        ("default", "web-1", "web", "Running"),
+        ("default", "db-1", "db", "Pending"),
+        ("kube-system", "sys-1", "sys", "Running"),
+        ("other", "other-1", "web", "Running"),
+    ] {
+        runner
+            .cluster()
+            .apply(&format!(
+                "{{\"apiVersion\": \"v1\", \"kind\": \"Pod\", \"metadata\": {{\"name\": \"{name}\", \"namespace\": \"{ns}\", \"labels\": {{\"app\": \"{app}\"}}}},
+                  \"spec\": {{\"containers\": [{{\"name\": \"main\", \"image\": \"busybox\"}}]}}}}"
+            ))
+            .unwrap();
+        let server = runner.cluster().server().unwrap();
+        let target = fake_apiserver::api::Target {
+            kind: server
+                .api()
+                .resources
+                .get(&fake_apiserver::inject::parse_resource("pods"))
+                .unwrap(),
+            version: "v1".into(),
+            namespace: ns.into(),
+            name: name.into(),
+        };
+        server
+            .api()
+            .patch(
+                &target,
+                fake_apiserver::patch::PatchType::Merge,
+                json!({"status": {"phase": phase}}).to_string().as_bytes(),
+                fake_apiserver::semantics::Endpoint::Status,
+                false,
+            )
+            .unwrap();
+    }
+}
+
+/// A GET over a plain TCP connection: status code and body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let code = response[9..12].parse().unwrap();
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (code, body)
+}
+
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// 16-indexing: the pod indices feed the probes on the liveness endpoint
+/// and the timer's status; deleting a pod takes it out of the indices.
+#[tokio::test(start_paused = true)]
+async fn example_16_indices_should_feed_probes_and_timers() {
+    let mut runner = KopfRunner::new(indexing::operator);
+    let addr = free_addr();
+    runner.settings_mut().liveness = Some(kopf::Liveness {
+        addr,
+        path: "/healthz".into(),
+    });
+    runner.cluster().apply(CRD).unwrap();
+    seed_pods(&runner);
+    runner
+        .play(
+            &Scenario::new()
+                .apply(OBJ)
+                .settle()
+                .advance(Duration::from_secs(6))
+                .settle(),
+        )
+        .await
+        .unwrap();
+    let obj = runner.cluster().get(KEX, "default", NAME).unwrap();
+    assert_eq!(
+        obj["status"]["running-pods"],
+        json!(["default::web-1", "kube-system::sys-1"])
+    );
+    assert!(runner
+        .output()
+        .contains(r#"{["app","db"]: ["db-1"], ["app","sys"]: ["sys-1"], ["app","web"]: ["web-1","other-1"]}"#)
+        || runner
+            .output()
+            .contains(r#"{["app","db"]: ["db-1"], ["app","sys"]: ["sys-1"], ["app","web"]: ["other-1","web-1"]}"#),
+        "{}", runner.output());
+    let (code, body) = http_get(addr, "/healthz").await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        json!({"pod_count": 4, "pod_names": ["db-1", "web-1", "sys-1", "other-1"]})
+    );
+    assert_eq!(http_get(addr, "/other").await.0, 404);
+    runner
+        .play(
+            &Scenario::new()
+                .delete("pods", "web-1")
+                .settle()
+                .advance(Duration::from_secs(11))
+                .settle(),
+        )
+        .await
+        .unwrap();
+    let (_, body) = http_get(addr, "/healthz").await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["pod_count"],
+        3,
+        "the deleted pod left the index"
+    );
+    let obj = runner.cluster().get(KEX, "default", NAME).unwrap();
+    assert_eq!(obj["status"]["running-pods"], json!(["kube-system::sys-1"]));
+    runner.stop().await.unwrap();
+}
+
+/// Nothing is handled before the indexed resources are listed and indexed:
+/// a creation handler sees every pod that existed when the operator started.
+#[tokio::test(start_paused = true)]
+async fn handlers_should_wait_for_the_initial_indexing() {
+    let factory = || {
+        let mut op = Operator::new();
+        op.on_index(
+            &Resource::new("", "v1", "pods"),
+            |ctx: Context| async move { Ok(kopf::Indexed::One(json!(ctx.name()))) },
+        )
+        .id("names");
+        op.on_create(&examples(), |ctx: Context| async move {
+            Ok(Some(json!(ctx
+                .index("names")
+                .map(|i| i.get(&serde_json::Value::Null)))))
+        })
+        .id("seen");
+        op
+    };
+    let mut runner = KopfRunner::new(factory);
+    runner.cluster().apply(CRD).unwrap();
+    seed_pods(&runner);
+    runner.cluster().apply(OBJ).unwrap();
+    runner.play(&Scenario::new().settle()).await.unwrap();
+    let obj = runner.cluster().get(KEX, "default", NAME).unwrap();
+    assert_eq!(
+        obj["status"]["seen"].as_array().map(Vec::len),
+        Some(4),
+        "{}",
+        obj["status"]
+    );
+    runner.stop().await.unwrap();
+}

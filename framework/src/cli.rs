@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! my-operator [--kubeconfig PATH] [--context NAME] [-n NS]... [-A] [--standalone]
-//!             [--verbose | --debug | --quiet] [--log-format plain|full|json]
+//!             [--liveness URL] [--verbose | --debug | --quiet]
+//!             [--log-format plain|full|json]
 //! ```
 //! Stops gracefully on SIGINT/SIGTERM.
 
@@ -42,6 +43,9 @@ struct Args {
     /// Run without peering (peering is not yet implemented; accepted for Kopf compatibility).
     #[arg(long)]
     standalone: bool,
+    /// Serve the probes' results at this URL (`http://host:port/path`).
+    #[arg(short = 'L', long, value_name = "URL")]
+    liveness: Option<crate::settings::Liveness>,
     /// Info-level logs.
     #[arg(long, short)]
     verbose: bool,
@@ -132,11 +136,7 @@ pub async fn run_with(
         let config =
             login.map_err(|e| RunError::Config(format!("the login handler failed: {e}")))?;
         let client = kube::Client::try_from(config).map_err(|e| RunError::Config(e.to_string()))?;
-        let mut settings = settings;
-        if !args.all_namespaces && !args.namespaces.is_empty() {
-            settings.watching.namespaces = args.namespaces;
-        }
-        operator.run(client, settings, stop).await?;
+        operator.run(client, args.settings(settings), stop).await?;
         return Ok(());
     }
     let options = kube::config::KubeConfigOptions {
@@ -159,13 +159,21 @@ pub async fn run_with(
             .map_err(|e| RunError::Config(e.to_string()))?,
     };
     let client = kube::Client::try_from(config).map_err(|e| RunError::Config(e.to_string()))?;
-    let mut settings = settings;
-    if !args.all_namespaces && !args.namespaces.is_empty() {
-        settings.watching.namespaces = args.namespaces;
-    }
-    let _ = args.standalone;
-    operator.run(client, settings, stop).await?;
+    operator.run(client, args.settings(settings), stop).await?;
     Ok(())
+}
+
+impl Args {
+    /// The settings with what the command line says.
+    fn settings(&self, mut settings: Settings) -> Settings {
+        if !self.all_namespaces && !self.namespaces.is_empty() {
+            settings.watching.namespaces.clone_from(&self.namespaces);
+        }
+        if self.liveness.is_some() {
+            settings.liveness.clone_from(&self.liveness);
+        }
+        settings
+    }
 }
 
 async fn shutdown_signal() {

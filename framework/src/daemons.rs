@@ -50,6 +50,7 @@ pub(crate) struct Env {
     pub(crate) settings: Settings,
     pub(crate) memo: Memo,
     pub(crate) poster: Option<tokio::sync::mpsc::UnboundedSender<Posting>>,
+    pub(crate) indices: crate::indices::Indices,
     pub(crate) write: Writer,
     pub(crate) post: Post,
     /// The observer's key of the object.
@@ -350,6 +351,7 @@ async fn invoke(
     ctx.param.clone_from(&h.param);
     ctx.stopped = stopped.clone();
     ctx.latest = Some(latest.body.clone());
+    ctx.indices = env.indices.clone();
     let handle = ctx.patch.clone();
     let limits = Limits {
         retries: h.retries,

@@ -395,6 +395,8 @@ pub struct Context {
     pub(crate) latest: Option<tokio::sync::watch::Receiver<Arc<Value>>>,
     /// For resource-changing handlers: the sub-handlers registered.
     pub(crate) children: Option<Children>,
+    /// The operator's indices.
+    pub(crate) indices: crate::indices::Indices,
 }
 
 /// Sub-handlers registered by a handler: id and function.
@@ -479,7 +481,14 @@ impl Context {
             stopped: crate::stopping::Stopped::default(),
             latest: None,
             children: None,
+            indices: crate::indices::Indices::default(),
         }
+    }
+
+    /// The index built by the index handler `id` (see
+    /// `Operator::on_index`); `None` if there is no such handler.
+    pub fn index(&self, id: &str) -> Option<&crate::indices::Index> {
+        self.indices.get(id)
     }
 
     /// Lets this context's handler register sub-handlers; returns where

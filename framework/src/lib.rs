@@ -14,6 +14,7 @@
 //!
 //! - `structs`, `references`, `stopping`: diffs, merge patches, resources,
 //!   reasons, the stop signal of daemons (plain data and a flag).
+//! - `indices`: in-memory indices across objects (data under a lock).
 //! - `storage`: progress records and the diff-base, Kopf-compatible.
 //! - `handling`: the context, handler errors, one attempt's outcome.
 //! - `registry`: handlers with their reasons, filters and options.
@@ -21,6 +22,8 @@
 //! - `posting`: log lines posted as Kubernetes Events (an engine).
 //! - `activities`: startup and cleanup handlers (an engine).
 //! - `daemons`: daemons and timers beside each object (an engine).
+//! - `indexing`: index handlers keeping the indices current (an engine).
+//! - `probing`: the liveness endpoint with the probes' results (an engine).
 //! - `processing`: one object, one cycle: cause, finalizer, handlers, patch.
 //! - `reactor`: watchers, per-object workers, patch application.
 //! - `operator`, `settings`: the public shell.
@@ -31,9 +34,12 @@ mod cli;
 mod daemons;
 mod handling;
 pub mod hierarchies;
+mod indexing;
+mod indices;
 mod observing;
 mod operator;
 mod posting;
+mod probing;
 mod processing;
 mod reactor;
 mod references;
@@ -48,9 +54,12 @@ pub use handling::{
     Context, ErrorsMode, Events, HandlerError, HandlerResult, Level, LogLine, LogSink, Logger,
     Memo, PatchHandle,
 };
+pub use indices::{Index, Indexed, Indices};
 pub use observing::{Observer, Pending};
 pub use operator::{LoginFn, Operator, OperatorError};
 pub use references::{Reason, Resource};
 pub use registry::{FieldFilter, FieldPredicate, Handler, MetaFilter, Registry, ValuePredicate};
-pub use settings::{Batching, Clock, Execution, Persistence, Posting, Settings, Watching};
+pub use settings::{
+    Batching, Clock, Execution, Liveness, Persistence, Posting, Settings, Watching,
+};
 pub use stopping::{StopReason, Stopped};

@@ -31,6 +31,15 @@ pub enum OperatorError {
     /// No handlers were registered.
     #[error("no handlers are registered")]
     NoHandlers,
+    /// The liveness endpoint cannot listen.
+    #[error("cannot serve the liveness endpoint at {addr}: {source}")]
+    Liveness {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A startup or cleanup activity failed permanently.
     #[error("Activity '{id}' failed permanently: {message}")]
     ActivityFailed {
@@ -117,6 +126,18 @@ impl Operator {
         Fut: Future<Output = HandlerResult> + Send + 'static,
     {
         self.register(&Resource::new("", "", ""), Reason::Startup, f)
+    }
+
+    /// A probe (Kopf's `@kopf.on.probe`): its result is reported under its
+    /// id on the liveness endpoint (`settings.liveness`, `--liveness`);
+    /// `Ok(None)` reports nothing; a permanent failure makes the endpoint
+    /// answer 500. Results are recomputed at most every 10 seconds.
+    pub fn on_probe<F, Fut>(&mut self, f: F) -> &mut Handler
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.register(&Resource::new("", "", ""), Reason::Probe, f)
     }
 
     /// Runs `f` once when the operator stops, after handling stopped.
@@ -282,6 +303,38 @@ impl Operator {
         self.register(resource, Reason::Timer, f).interval(interval)
     }
 
+    /// An index handler (Kopf's `@kopf.index`): `f` runs for every object
+    /// of `resource` as it is listed and changed, and what it returns is
+    /// kept in the index named by the handler's id, readable by every
+    /// handler as `ctx.index(id)`: [`Indexed::Entries`] (or a JSON object,
+    /// through `Indexed::from`) contributes values under keys,
+    /// [`Indexed::One`] one value under the `null` key, [`Indexed::Keep`]
+    /// keeps what the object contributed. Values go when the object does.
+    /// No object of any resource is handled until every indexed resource
+    /// is listed and indexed. Errors are ignored by default (the previous
+    /// values stay).
+    ///
+    /// [`Indexed::Entries`]: crate::Indexed::Entries
+    /// [`Indexed::One`]: crate::Indexed::One
+    /// [`Indexed::Keep`]: crate::Indexed::Keep
+    pub fn on_index<F, Fut>(&mut self, resource: &Resource, f: F) -> &mut Handler
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<crate::indices::Indexed, crate::handling::HandlerError>>
+            + Send
+            + 'static,
+    {
+        let id = default_id::<F>(Reason::Index, self.registry.handlers.len() + 1);
+        let f = Arc::new(f);
+        let handler = self.register(resource, Reason::Index, move |ctx: Context| {
+            let f = f.clone();
+            async move { f(ctx).await.map(crate::indexing::encode) }
+        });
+        handler.id(&id);
+        handler.errors = crate::handling::ErrorsMode::Ignored;
+        handler
+    }
+
     /// Runs `f` when the field at `path` (dotted, e.g. `spec.size`) changes;
     /// `ctx.old`, `ctx.new` and `ctx.diff` are the field's.
     pub fn on_field<F, Fut>(&mut self, resource: &Resource, path: &str, f: F) -> &mut Handler
@@ -306,6 +359,37 @@ impl Operator {
         if self.registry.handlers.is_empty() {
             return Err(OperatorError::NoHandlers);
         }
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let indices = crate::indices::Indices::new(
+            self.registry
+                .handlers
+                .iter()
+                .filter(|h| h.reason == Reason::Index)
+                .map(|h| h.id.clone()),
+        );
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some(liveness) = &settings.liveness {
+            let listener =
+                tokio::net::TcpListener::bind(liveness.addr)
+                    .await
+                    .map_err(|source| OperatorError::Liveness {
+                        addr: liveness.addr,
+                        source,
+                    })?;
+            let prober = Arc::new(crate::probing::Prober::new(
+                self.registry.activities(Reason::Probe),
+                client.clone(),
+                self.memo.clone(),
+                indices.clone(),
+                settings.clone(),
+            ));
+            tasks.spawn(crate::probing::serve(
+                listener,
+                liveness.path.clone(),
+                prober,
+                stop_rx.clone(),
+            ));
+        }
         let startup = self.registry.activities(Reason::Startup);
         crate::activities::run(&startup, Reason::Startup, &client, &self.memo, &settings)
             .await
@@ -326,12 +410,21 @@ impl Operator {
                 o.set_ready();
             }
         }
+        let indexed_resources = resources
+            .iter()
+            .filter(|r| {
+                self.registry
+                    .handlers
+                    .iter()
+                    .any(|h| h.reason == Reason::Index && &h.resource == *r)
+            })
+            .count();
+        // Opens once every indexed resource is listed and indexed.
+        let indexing = Arc::new(watch::Sender::new(indexed_resources * watches_per_resource));
         let limit = settings
             .execution
             .max_workers
             .map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1))));
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut tasks = tokio::task::JoinSet::new();
         for declared in resources {
             let unknown = |source: kube::Error| OperatorError::UnknownResource {
                 resource: Box::new(declared.clone()),
@@ -353,6 +446,8 @@ impl Operator {
                 memo: self.memo.clone(),
                 limit: limit.clone(),
                 listings: listings.clone(),
+                indices: indices.clone(),
+                indexing: indexing.clone(),
             });
             // Globs need the whole cluster watched (objects are filtered by
             // namespace); plain names get a watch each.

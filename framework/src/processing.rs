@@ -44,6 +44,7 @@ pub(crate) struct Inputs<'a> {
     pub(crate) events: &'a Events,
     /// Daemons and timers that exited for good: they need no finalizer.
     pub(crate) exited: Option<&'a std::collections::BTreeSet<String>>,
+    pub(crate) indices: &'a crate::indices::Indices,
 }
 
 fn finalizers(body: &Value) -> Vec<String> {
@@ -149,7 +150,9 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
                 | Reason::Startup
                 | Reason::Cleanup
                 | Reason::Daemon
-                | Reason::Timer => false,
+                | Reason::Timer
+                | Reason::Index
+                | Reason::Probe => false,
             };
             let field_ok = match (&h.field, reason) {
                 (Some(path), Reason::Update | Reason::Create) => {
@@ -330,6 +333,7 @@ fn execute<'a>(
                 Duration::try_from(inputs.now.duration_since(started)).unwrap_or_default();
             ctx.param.clone_from(&handler.param);
             ctx.patch = handle.clone();
+            ctx.indices = inputs.indices.clone();
             let children = ctx.accept_subhandlers();
             let limits = Limits {
                 retries: handler.retries,
@@ -477,6 +481,7 @@ mod tests {
                 client: &client,
                 events: &events,
                 exited: None,
+                indices: &crate::indices::Indices::default(),
             },
         )
         .await

@@ -22,6 +22,8 @@ use tokio::sync::{mpsc, watch};
 use crate::{
     daemons::{Env, Post, Spawned, Writer},
     handling::{Events, Logger, Memo, Posting},
+    indexing::{Exclusions, Indexer},
+    indices::Indices,
     processing::{process, Inputs},
     references::Resource,
     registry::Handler,
@@ -53,9 +55,30 @@ pub(crate) struct Shared {
     pub(crate) limit: Option<Arc<tokio::sync::Semaphore>>,
     /// Watches whose initial listing is not dispatched yet (operator-wide).
     pub(crate) listings: Arc<std::sync::atomic::AtomicUsize>,
+    /// The operator's indices.
+    pub(crate) indices: Indices,
+    /// Watches of indexed resources not listed and indexed yet
+    /// (operator-wide): nothing is handled before it reaches zero.
+    pub(crate) indexing: Arc<watch::Sender<usize>>,
 }
 
 impl Shared {
+    /// Waits until every indexed resource is listed and indexed.
+    async fn indexed(&self) {
+        let _ = self.indexing.subscribe().wait_for(|n| *n == 0).await;
+    }
+
+    fn indexer(&self) -> Indexer<'_> {
+        Indexer {
+            handlers: &self.handlers,
+            indices: &self.indices,
+            resource: &self.resource,
+            client: &self.client,
+            settings: &self.settings,
+            memo: &self.memo,
+        }
+    }
+
     /// Reports to the observer, if there is one.
     fn observe(&self, f: impl FnOnce(&crate::observing::Observer)) {
         if let Some(o) = &self.settings.observer {
@@ -112,6 +135,12 @@ pub(crate) async fn watch_resource(
     let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut listing = false;
     let mut listed = false;
+    let indexing = shared
+        .handlers
+        .iter()
+        .any(|h| h.reason == crate::references::Reason::Index);
+    let mut excluded = Exclusions::default();
+    let mut relisted: Option<std::collections::HashSet<String>> = None;
     loop {
         let event = tokio::select! {
             event = stream.next() => event,
@@ -121,12 +150,19 @@ pub(crate) async fn watch_resource(
         let (obj, initial, gone) = match event {
             Ok(watcher::Event::Init) => {
                 listing = true;
+                relisted = Some(std::collections::HashSet::new());
                 continue;
             }
             Ok(watcher::Event::InitDone) => {
                 listing = false;
+                if let Some(listed) = relisted.take().filter(|_| indexing) {
+                    shared.indexer().keep_only(&listed);
+                }
                 if !listed {
                     listed = true;
+                    if indexing {
+                        shared.indexing.send_modify(|n| *n = n.saturating_sub(1));
+                    }
                     if shared
                         .listings
                         .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
@@ -179,11 +215,24 @@ pub(crate) async fn watch_resource(
         } else {
             Value::from("MODIFIED")
         };
+        if indexing {
+            // Indices first: whatever handles the event sees them current.
+            if gone {
+                shared.indexer().discard(&key, &mut excluded);
+            } else {
+                shared.indexer().index(&key, &body, &mut excluded).await;
+            }
+        }
+        if let Some(listed) = relisted.as_mut().filter(|_| initial) {
+            listed.insert(key.clone());
+        }
         spawn_event_handlers(&shared, &body, event_type);
-        let has_workers = shared
-            .handlers
-            .iter()
-            .any(|h| h.reason != crate::references::Reason::Event);
+        let has_workers = shared.handlers.iter().any(|h| {
+            !matches!(
+                h.reason,
+                crate::references::Reason::Event | crate::references::Reason::Index
+            )
+        });
         // Never replace a newer state with an older one (a stale event).
         let stale = !gone
             && workers.get(&key).is_some_and(|tx| match &*tx.borrow() {
@@ -277,6 +326,7 @@ fn spawning_env(shared: &Arc<Shared>, observed: &str, namespace: &str, name: &st
         settings: shared.settings.clone(),
         memo: shared.memo.child(),
         poster: Some(shared.poster.clone()),
+        indices: shared.indices.clone(),
         write,
         post,
         observed: observed.to_string(),
@@ -299,6 +349,7 @@ fn spawn_event_handlers(shared: &Arc<Shared>, body: &Arc<Value>, event_type: Val
         let event_type = event_type.clone();
         shared.observe(|o| o.detached(1));
         tokio::spawn(async move {
+            shared.indexed().await;
             let namespace = body
                 .pointer("/metadata/namespace")
                 .and_then(Value::as_str)
@@ -320,6 +371,7 @@ fn spawn_event_handlers(shared: &Arc<Shared>, body: &Arc<Value>, event_type: Val
                 Events::new(Some(shared.poster.clone()), (*body).clone()),
             );
             ctx.param.clone_from(&handler.param);
+            ctx.indices = shared.indices.clone();
             ctx.event = Some(serde_json::json!({"type": event_type, "object": *body}));
             let limits = crate::handling::Limits {
                 retries: None,
@@ -354,6 +406,7 @@ async fn worker(
     let mut newest: Option<String> = None;
     let (mut last_ns, mut last_name) = (String::new(), String::new());
     let spawning = shared.handlers.iter().any(|h| h.reason.is_spawning());
+    shared.indexed().await;
     let mut spawned: Option<(Spawned, Arc<Env>)> = None;
     loop {
         if !first {
@@ -492,6 +545,7 @@ async fn worker(
                 client: &shared.client,
                 events: &Events::new(Some(shared.poster.clone()), (*body).clone()),
                 exited: spawned.as_ref().map(|(s, _)| s.finished()),
+                indices: &shared.indices,
             },
         ))
         .await;

@@ -90,6 +90,10 @@ pub enum Reason {
     Daemon,
     /// A periodic handler per object.
     Timer,
+    /// Builds an in-memory index across objects.
+    Index,
+    /// Reports the operator's health (on the liveness endpoint).
+    Probe,
 }
 
 impl Reason {
@@ -105,6 +109,8 @@ impl Reason {
             Reason::Cleanup => "cleanup",
             Reason::Daemon => "daemon",
             Reason::Timer => "timer",
+            Reason::Index => "index",
+            Reason::Probe => "probe",
         }
     }
 
@@ -120,6 +126,8 @@ impl Reason {
             Reason::Cleanup => "cleanup",
             Reason::Daemon => "daemon",
             Reason::Timer => "timer",
+            Reason::Index => "indexing",
+            Reason::Probe => "probe",
         }
     }
 
@@ -131,6 +139,6 @@ impl Reason {
 
     /// Whether handlers of this reason belong to a resource.
     pub fn is_resource_bound(self) -> bool {
-        !matches!(self, Reason::Startup | Reason::Cleanup)
+        !matches!(self, Reason::Startup | Reason::Cleanup | Reason::Probe)
     }
 }

@@ -145,6 +145,8 @@ pub struct Settings {
     pub log_sink: Option<crate::handling::LogSink>,
     /// Where to report pending work (for embedders and test harnesses).
     pub observer: Option<crate::observing::Observer>,
+    /// Serve the probes' results here (`--liveness`).
+    pub liveness: Option<Liveness>,
 }
 
 impl Default for Settings {
@@ -172,6 +174,7 @@ impl Default for Settings {
             clock: Clock::default(),
             log_sink: None,
             observer: None,
+            liveness: None,
         }
     }
 }
@@ -183,6 +186,50 @@ impl Settings {
         self.persistence.diffbase.prefix = prefix.into();
         self.persistence.finalizer = format!("{prefix}/KopfFinalizerMarker");
         self
+    }
+}
+
+/// Where the liveness endpoint listens: `http://host:port/path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Liveness {
+    /// The address to listen on.
+    pub addr: std::net::SocketAddr,
+    /// The path answered (anything else is 404).
+    pub path: String,
+}
+
+impl std::str::FromStr for Liveness {
+    type Err = String;
+
+    /// Parses Kopf's `--liveness` URL: `http` only; host `localhost` and
+    /// port 80 when absent; path `/` when absent.
+    fn from_str(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("Unsupported scheme: {url} (only http:// is served)"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| format!("invalid port in {url}"))?,
+            ),
+            None => (authority, 80),
+        };
+        let host = match host {
+            "" | "localhost" => "127.0.0.1",
+            h => h.trim_start_matches('[').trim_end_matches(']'),
+        };
+        let ip = host
+            .parse()
+            .map_err(|_| format!("the liveness host must be an IP address or localhost: {host}"))?;
+        Ok(Liveness {
+            addr: std::net::SocketAddr::new(ip, port),
+            path: path.to_string(),
+        })
     }
 }
 
@@ -204,5 +251,20 @@ mod tests {
         assert!(
             w.has_globs() && w.serves("team-x") && w.serves("default") && !w.serves("kube-system")
         );
+    }
+
+    #[test]
+    fn liveness_urls_should_parse_as_kopf_does() {
+        let l: Liveness = "http://0.0.0.0:8080/healthz".parse().unwrap();
+        assert_eq!(l.addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(l.path, "/healthz");
+        let l: Liveness = "http://localhost".parse().unwrap();
+        assert_eq!(l.addr, "127.0.0.1:80".parse().unwrap());
+        assert_eq!(l.path, "/");
+        assert!("https://0.0.0.0:8080/healthz"
+            .parse::<Liveness>()
+            .unwrap_err()
+            .contains("Unsupported scheme"));
+        assert!("http://0.0.0.0:port/x".parse::<Liveness>().is_err());
     }
 }

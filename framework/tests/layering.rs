@@ -8,13 +8,20 @@ use std::{collections::BTreeSet, fs, path::Path};
 /// Layers from the bottom up; modules in one layer may not use each other
 /// unless listed in `SAME_LAYER_OK`.
 const LAYERS: &[&[&str]] = &[
-    &["structs", "references", "stopping"],
+    &["structs", "references", "stopping", "indices"],
     &["storage"],
     &["handling"],
     &["observing"],
     &["settings"],
     &["registry"],
-    &["hierarchies", "posting", "activities", "daemons"],
+    &[
+        "hierarchies",
+        "posting",
+        "activities",
+        "daemons",
+        "indexing",
+        "probing",
+    ],
     &["processing"],
     &["reactor"],
     &["operator"],
