@@ -704,3 +704,56 @@ async fn handlers_should_wait_for_the_initial_indexing() {
     );
     runner.stop().await.unwrap();
 }
+
+#[path = "../examples/13-hooks.rs"]
+mod hooks;
+
+/// 13-hooks: startup retried three times, one background task per pod
+/// (reported by the probes), and the cleanup stopping them all.
+#[tokio::test(start_paused = true)]
+async fn example_13_hooks_should_start_probe_and_clean_up() {
+    let mut runner = KopfRunner::new(hooks::operator);
+    let addr = free_addr();
+    runner.settings_mut().liveness = Some(kopf::Liveness {
+        addr,
+        path: "/healthz".into(),
+    });
+    seed_pods(&runner);
+    let started = tokio::time::Instant::now();
+    runner
+        .play(&Scenario::new().settle().advance(Duration::from_secs(11)))
+        .await
+        .unwrap();
+    let output = runner.output();
+    for left in [3, 2, 1] {
+        assert!(
+            output.contains(&format!(
+                "Activity 'startup_fn_retried' failed temporarily: Going to succeed in {left}s"
+            )),
+            "{output}"
+        );
+    }
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert!(output.contains("Starting retried..."));
+    assert!(output.contains("Served by the background task."));
+    let (code, body) = http_get(addr, "/healthz").await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        json!({"tasks_count": 4, "monitored_objects": {
+            "default": ["db-1", "web-1"], "kube-system": ["sys-1"], "other": ["other-1"]}})
+    );
+    runner.stop().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let output = runner.output();
+    let cleaning = output.find("Cleaning up...").unwrap();
+    let requested = output
+        .find("All pod-tasks are requested to stop...")
+        .unwrap();
+    assert!(cleaning < requested);
+    assert_eq!(output.matches("Serving is finished by request.").count(), 4);
+    let outcome = runner.outcome();
+    for id in ["startup_fn_simple", "startup_fn_retried", "cleanup_fn"] {
+        assert_eq!(outcome.count(id, "succeeded"), 1, "{id}");
+    }
+}

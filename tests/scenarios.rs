@@ -22,6 +22,10 @@ mod exceptions;
 mod filtering;
 #[path = "../examples/05-handlers.rs"]
 mod handlers;
+#[path = "../examples/13-hooks.rs"]
+mod hooks;
+#[path = "../examples/16-indexing.rs"]
+mod indexing;
 #[path = "../examples/01-minimal.rs"]
 mod minimal;
 #[path = "../examples/07-subhandlers.rs"]
@@ -45,8 +49,10 @@ fn factory(example: &str) -> fn() -> Operator {
         "12-embedded" => embedded::operator,
         "07-subhandlers" => subhandlers::operator,
         "11-filtering-handlers" => filtering::operator,
+        "13-hooks" => hooks::operator,
         "14-daemons" => daemons::operator,
         "15-timers" => timers::operator,
+        "16-indexing" => indexing::operator,
         "99-all-at-once" => all_at_once::operator,
         other => panic!("no operator for scenario {other}"),
     }
