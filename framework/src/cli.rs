@@ -1,9 +1,10 @@
 //! `kopf::run(operator)`: a Kopf-like command line for operator binaries.
 //!
 //! ```text
-//! my-operator [--kubeconfig PATH] [--context NAME] [-n NS]... [-A] [--standalone]
-//!             [--liveness URL] [--verbose | --debug | --quiet]
-//!             [--log-format plain|full|json]
+//! my-operator [--kubeconfig PATH] [--context NAME] [-n NS]... [-A]
+//!             [--standalone | --peering NAME | --lease NAME [--lease-namespace NS]]
+//!             [--priority N | --dev] [--liveness URL]
+//!             [--verbose | --debug | --quiet] [--log-format plain|full|json]
 //! ```
 //! Stops gracefully on SIGINT/SIGTERM.
 
@@ -40,9 +41,24 @@ struct Args {
     /// Serve all namespaces (the default when no namespace is given).
     #[arg(short = 'A', long, conflicts_with = "namespaces")]
     all_namespaces: bool,
-    /// Run without peering (peering is not yet implemented; accepted for Kopf compatibility).
+    /// Run without peering (no pausing in favour of other instances).
     #[arg(long)]
     standalone: bool,
+    /// The peering object to use; makes peering mandatory (paused until it exists).
+    #[arg(short = 'P', long, value_name = "NAME", env = "KOPF_RUN_PEERING")]
+    peering: Option<String>,
+    /// This instance's priority among its peers.
+    #[arg(short, long, default_value_t = 0, allow_negative_numbers = true)]
+    priority: i64,
+    /// A developer's instance: priority 666, above deployed ones.
+    #[arg(long, conflicts_with = "priority")]
+    dev: bool,
+    /// Instead of peering objects, leader election on this Lease.
+    #[arg(long, value_name = "NAME", conflicts_with = "standalone")]
+    lease: Option<String>,
+    /// The Lease's namespace (default: $POD_NAMESPACE, else the first served namespace, else default).
+    #[arg(long, value_name = "NS", requires = "lease")]
+    lease_namespace: Option<String>,
     /// Serve the probes' results at this URL (`http://host:port/path`).
     #[arg(short = 'L', long, value_name = "URL")]
     liveness: Option<crate::settings::Liveness>,
@@ -171,6 +187,30 @@ impl Args {
         }
         if self.liveness.is_some() {
             settings.liveness.clone_from(&self.liveness);
+        }
+        let peering = &mut settings.peering;
+        peering.standalone |= self.standalone;
+        if let Some(name) = &self.peering {
+            peering.name.clone_from(name);
+            peering.mandatory = true;
+        }
+        if self.dev {
+            peering.priority = 666;
+        } else if self.priority != 0 {
+            peering.priority = self.priority;
+        }
+        if let Some(name) = &self.lease {
+            let namespace = self
+                .lease_namespace
+                .clone()
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .or_else(|| self.namespaces.first().cloned())
+                .unwrap_or_else(|| "default".into());
+            peering.lease = Some(crate::settings::LeaseElection {
+                namespace,
+                name: name.clone(),
+                duration: std::time::Duration::from_secs(15),
+            });
         }
         settings
     }

@@ -189,7 +189,10 @@ impl Spawned {
             r.stopper.stop(reason);
         }
         let running = std::mem::take(&mut self.running);
-        self.finished.extend(running.keys().cloned());
+        if reason != StopReason::OperatorPausing {
+            // Paused ones start again on resume; the others are done.
+            self.finished.extend(running.keys().cloned());
+        }
         futures::future::join_all(running.into_values().map(reap)).await;
     }
 

@@ -24,6 +24,7 @@
 //! - `daemons`: daemons and timers beside each object (an engine).
 //! - `indexing`: index handlers keeping the indices current (an engine).
 //! - `probing`: the liveness endpoint with the probes' results (an engine).
+//! - `peering`: peering objects or a Lease decide when to pause (an engine).
 //! - `processing`: one object, one cycle: cause, finalizer, handlers, patch.
 //! - `reactor`: watchers, per-object workers, patch application.
 //! - `operator`, `settings`: the public shell.
@@ -38,6 +39,7 @@ mod indexing;
 mod indices;
 mod observing;
 mod operator;
+mod peering;
 mod posting;
 mod probing;
 mod processing;
@@ -60,6 +62,7 @@ pub use operator::{LoginFn, Operator, OperatorError};
 pub use references::{Reason, Resource};
 pub use registry::{FieldFilter, FieldPredicate, Handler, MetaFilter, Registry, ValuePredicate};
 pub use settings::{
-    Batching, Clock, Execution, Liveness, Persistence, Posting, Settings, Watching,
+    Batching, Clock, Execution, LeaseElection, Liveness, Peering, Persistence, Posting, Settings,
+    Watching,
 };
 pub use stopping::{StopReason, Stopped};

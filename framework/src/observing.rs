@@ -16,6 +16,8 @@ use tokio::time::Instant;
 #[derive(Debug, Default)]
 struct State {
     ready: bool,
+    /// Paused by peering: queued work waits for the pause to end.
+    paused: bool,
     /// Objects with an event not yet taken by their worker.
     queued: BTreeSet<String>,
     /// Objects being processed (or awaiting their own patch in the watch).
@@ -61,6 +63,15 @@ impl Observer {
 
     pub(crate) fn set_ready(&self) {
         self.lock().ready = true;
+    }
+
+    pub(crate) fn set_paused(&self, paused: bool) {
+        self.lock().paused = paused;
+    }
+
+    /// Whether peering paused the operator (queued work waits meanwhile).
+    pub fn is_paused(&self) -> bool {
+        self.lock().paused
     }
 
     pub(crate) fn queued(&self, key: &str) {
@@ -124,12 +135,13 @@ impl Observer {
         self.lock().ready
     }
 
-    /// Whether nothing is queued or in progress right now: delayed handlers
+    /// Whether nothing is queued (or the operator is paused) or in progress
+    /// right now: delayed handlers
     /// may be due later, and daemons and timers may be parked (waiting on
     /// their stop signal), but none is running its code.
     pub fn is_idle(&self) -> bool {
         let s = self.lock();
-        s.queued.is_empty()
+        (s.paused || s.queued.is_empty())
             && s.busy.is_empty()
             && s.detached == 0
             && s.spawned.values().all(Option::is_some)

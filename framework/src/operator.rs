@@ -395,6 +395,21 @@ impl Operator {
             .await
             .map_err(|(id, message)| OperatorError::ActivityFailed { id, message })?;
         let poster = crate::posting::start(client.clone());
+        // Peering (or a Lease) decides when this instance pauses.
+        let paused = Arc::new(watch::Sender::new(false));
+        let peering_namespace =
+            if settings.watching.namespaces.is_empty() || settings.watching.has_globs() {
+                None
+            } else {
+                settings.watching.namespaces.first().cloned()
+            };
+        tasks.spawn(crate::peering::run(
+            client.clone(),
+            settings.clone(),
+            peering_namespace,
+            paused.clone(),
+            stop_rx.clone(),
+        ));
         let resources = self.registry.resources();
         let watches_per_resource =
             if settings.watching.namespaces.is_empty() || settings.watching.has_globs() {
@@ -448,6 +463,7 @@ impl Operator {
                 listings: listings.clone(),
                 indices: indices.clone(),
                 indexing: indexing.clone(),
+                paused: paused.subscribe(),
             });
             // Globs need the whole cluster watched (objects are filtered by
             // namespace); plain names get a watch each.

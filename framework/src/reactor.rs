@@ -60,9 +60,16 @@ pub(crate) struct Shared {
     /// Watches of indexed resources not listed and indexed yet
     /// (operator-wide): nothing is handled before it reaches zero.
     pub(crate) indexing: Arc<watch::Sender<usize>>,
+    /// Whether peering paused the operator (nothing is handled meanwhile).
+    pub(crate) paused: watch::Receiver<bool>,
 }
 
 impl Shared {
+    /// Waits until the operator is not paused.
+    async fn unpaused(&self) {
+        let _ = self.paused.clone().wait_for(|p| !*p).await;
+    }
+
     /// Waits until every indexed resource is listed and indexed.
     async fn indexed(&self) {
         let _ = self.indexing.subscribe().wait_for(|n| *n == 0).await;
@@ -350,6 +357,7 @@ fn spawn_event_handlers(shared: &Arc<Shared>, body: &Arc<Value>, event_type: Val
         shared.observe(|o| o.detached(1));
         tokio::spawn(async move {
             shared.indexed().await;
+            shared.unpaused().await;
             let namespace = body
                 .pointer("/metadata/namespace")
                 .and_then(Value::as_str)
@@ -408,6 +416,7 @@ async fn worker(
     let spawning = shared.handlers.iter().any(|h| h.reason.is_spawning());
     shared.indexed().await;
     let mut spawned: Option<(Spawned, Arc<Env>)> = None;
+    let mut paused = shared.paused.clone();
     loop {
         if !first {
             let sleep_until = async {
@@ -419,6 +428,7 @@ async fn worker(
             let exiting = tokio::select! {
                 changed = rx.changed() => changed.is_err(),
                 _ = sleep_until => { wake = None; false }
+                _ = paused.changed() => false,
                 _ = stop.changed() => true,
             };
             if exiting {
@@ -429,6 +439,25 @@ async fn worker(
             }
         }
         first = false;
+        if *paused.borrow_and_update() {
+            // Paused by peering: daemons stop (to start again on resume),
+            // and nothing is handled until the pause ends.
+            if let Some((s, _)) = &mut spawned {
+                s.stop_all(StopReason::OperatorPausing).await;
+            }
+            // Not work in progress meanwhile (what is queued waits).
+            shared.observe(|o| {
+                o.taken(observed);
+                o.done(observed, None);
+            });
+            let resumed = tokio::select! {
+                _ = paused.wait_for(|p| !*p) => true,
+                _ = stop.changed() => false,
+            };
+            if !resumed {
+                return;
+            }
+        }
         // Busy from now on (not only after the batch window), for observers.
         shared.observe(|o| o.taken(observed));
         // Batch: let more events for this object arrive, keep only the latest.

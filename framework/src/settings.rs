@@ -147,6 +147,57 @@ pub struct Settings {
     pub observer: Option<crate::observing::Observer>,
     /// Serve the probes' results here (`--liveness`).
     pub liveness: Option<Liveness>,
+    /// Coordination with other instances of the operator.
+    pub peering: Peering,
+}
+
+/// How an operator coordinates with other instances of itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peering {
+    /// Kopf-compatible peering: the name of the `ClusterKopfPeering` (when
+    /// serving the whole cluster) or `KopfPeering` objects (per namespace).
+    pub name: String,
+    /// This instance's priority: instances with a lower one pause while a
+    /// higher one is alive; equal ones all pause.
+    pub priority: i64,
+    /// How long this instance's record counts as alive without renewal.
+    pub lifetime: Duration,
+    /// `--peering NAME`: paused until the peering object exists and shows
+    /// no conflicts (otherwise, peering is skipped when its CRD is absent).
+    pub mandatory: bool,
+    /// `--standalone`: no peering at all.
+    pub standalone: bool,
+    /// This instance's id in peering records (`$POD_ID`, or
+    /// `user@host/timestamp/xyz` when empty).
+    pub identity: String,
+    /// Instead of Kopf's peering: Lease-based leader election
+    /// (coordination.k8s.io/v1) on this Lease; non-leaders pause.
+    pub lease: Option<LeaseElection>,
+}
+
+impl Default for Peering {
+    fn default() -> Self {
+        Peering {
+            name: "default".into(),
+            priority: 0,
+            lifetime: Duration::from_secs(60),
+            mandatory: false,
+            standalone: false,
+            identity: String::new(),
+            lease: None,
+        }
+    }
+}
+
+/// Leader election on a Lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseElection {
+    /// The Lease's namespace.
+    pub namespace: String,
+    /// The Lease's name.
+    pub name: String,
+    /// How long a leader's claim lasts without renewal (renewed every third of it).
+    pub duration: Duration,
 }
 
 impl Default for Settings {
@@ -175,6 +226,7 @@ impl Default for Settings {
             log_sink: None,
             observer: None,
             liveness: None,
+            peering: Peering::default(),
         }
     }
 }

@@ -20,6 +20,8 @@ pub enum StopReason {
     ObjectGone,
     /// The operator is exiting.
     OperatorExiting,
+    /// The operator pauses (peering): restarted when it resumes.
+    OperatorPausing,
 }
 
 impl fmt::Display for StopReason {
@@ -29,6 +31,7 @@ impl fmt::Display for StopReason {
             StopReason::FiltersMismatch => "the filters do not match anymore",
             StopReason::ObjectGone => "the object is gone",
             StopReason::OperatorExiting => "the operator is exiting",
+            StopReason::OperatorPausing => "the operator is pausing",
         })
     }
 }
