@@ -15,7 +15,6 @@
 
 use std::{
     io::{BufRead, BufReader},
-    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
     time::Duration,
@@ -23,21 +22,8 @@ use std::{
 
 use serde_json::Value;
 
-/// The `fake-apiserver` binary `cargo test --workspace` built beside this test.
-fn binary() -> PathBuf {
-    if let Ok(path) = std::env::var("FAKE_APISERVER_BIN") {
-        return path.into();
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join(format!("fake-apiserver{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: run the suite with `cargo test --workspace` (which builds it) or set FAKE_APISERVER_BIN",
-        bin.display()
-    );
-    bin
-}
+mod support;
+use support::binary;
 
 struct Cluster {
     child: Child,

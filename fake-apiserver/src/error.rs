@@ -265,6 +265,12 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        if self.reason.is_empty() {
+            // As kube-apiserver omits an empty reason (e.g. a webhook's denial).
+            if let Some(m) = status.as_object_mut() {
+                m.remove("reason");
+            }
+        }
         if self.details.is_some() || !self.causes.is_empty() || self.retry_after.is_some() {
             let subject = self.details.as_deref().cloned().unwrap_or_default();
             let mut details = Map::new();

@@ -37,6 +37,8 @@
 //!   finalizers) and the patch formats, as pure functions.
 //! - [`watch`]: fan-out of store events (and injected ones) to watchers.
 //! - [`api`]: the verbs, each an atomic store write applying the rules.
+//! - `admission`: call-outs to the admission webhooks of the stored
+//!   webhook configurations (mutating, then validating).
 //! - [`inject`]: the [`Injector`](inject::Injector): synthetic watch events,
 //!   fault rules (errors, delays, dropped connections), seeded.
 //! - [`journal`]: every request and response, in order, with a normalized,
@@ -47,6 +49,7 @@
 //!   loading files; and the `fake-apiserver` binary on top.
 #![deny(missing_docs)]
 
+mod admission;
 pub mod api;
 pub mod clock;
 pub mod crd;

@@ -115,6 +115,7 @@ impl Builder {
         let seed = self.settings.seed;
         let api = Arc::new(Api::new(self.settings));
         let shared = Shared {
+            admission: crate::admission::Admission::default(),
             injector: Arc::new(Injector::new(api.clone(), seed)),
             journal: Arc::new(Journal::new(
                 self.journal_limit.unwrap_or(crate::journal::DEFAULT_LIMIT),

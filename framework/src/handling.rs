@@ -54,6 +54,14 @@ pub enum HandlerError {
     },
     /// An unexpected error; follows the handler's errors mode.
     Other(String),
+    /// For admission webhooks: deny the request with this message and
+    /// HTTP code (Kopf's `AdmissionError`); elsewhere, a permanent failure.
+    Admission {
+        /// Why the request is denied.
+        message: String,
+        /// The code the API server answers with (500 when not given).
+        code: u16,
+    },
 }
 
 impl HandlerError {
@@ -70,10 +78,20 @@ impl HandlerError {
         }
     }
 
+    /// Denies an admission request (Kopf's `AdmissionError`).
+    pub fn admission(message: impl fmt::Display, code: u16) -> Self {
+        HandlerError::Admission {
+            message: message.to_string(),
+            code,
+        }
+    }
+
     fn message(&self) -> &str {
         match self {
             HandlerError::Permanent(m) | HandlerError::Other(m) => m,
-            HandlerError::Temporary { message, .. } => message,
+            HandlerError::Temporary { message, .. } | HandlerError::Admission { message, .. } => {
+                message
+            }
         }
     }
 }
@@ -397,6 +415,61 @@ pub struct Context {
     pub(crate) children: Option<Children>,
     /// The operator's indices.
     pub(crate) indices: crate::indices::Indices,
+    /// For admission webhooks: the request being admitted.
+    pub admission: Option<AdmissionRequest>,
+}
+
+/// What an admission webhook handler is asked about (Kopf's `operation`,
+/// `userinfo`, `dryrun`, `subresource`, `warnings` kwargs).
+#[derive(Clone, Debug, Default)]
+pub struct AdmissionRequest {
+    /// The request's uid.
+    pub uid: String,
+    /// `CREATE`, `UPDATE`, `DELETE` or `CONNECT`.
+    pub operation: String,
+    /// Who makes the request (`username`, `uid`, `groups`, `extra`).
+    pub user_info: Value,
+    /// Whether the request is a dry run (nothing will be stored).
+    pub dry_run: bool,
+    /// The subresource addressed (`status`...), if any.
+    pub subresource: Option<String>,
+    /// The request's HTTP headers (name, value).
+    pub headers: Vec<(String, String)>,
+    warnings: Arc<Mutex<Vec<String>>>,
+}
+
+impl AdmissionRequest {
+    pub(crate) fn new(review: &Value, headers: Vec<(String, String)>) -> Self {
+        let request = &review["request"];
+        AdmissionRequest {
+            uid: request["uid"].as_str().unwrap_or_default().to_string(),
+            operation: request["operation"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            user_info: request["userInfo"].clone(),
+            dry_run: request["dryRun"].as_bool().unwrap_or(false),
+            subresource: request["subResource"].as_str().map(String::from),
+            headers,
+            warnings: Arc::default(),
+        }
+    }
+
+    /// Adds a warning for the client (kubectl prints it).
+    pub fn warn(&self, message: impl fmt::Display) {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(message.to_string());
+    }
+
+    /// The warnings added so far.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// Sub-handlers registered by a handler: id and function.
@@ -482,6 +555,7 @@ impl Context {
             latest: None,
             children: None,
             indices: crate::indices::Indices::default(),
+            admission: None,
         }
     }
 
@@ -692,7 +766,7 @@ pub(crate) async fn attempt(
             }
             Outcome::Success(value)
         }
-        Err(HandlerError::Permanent(e)) => {
+        Err(HandlerError::Permanent(e) | HandlerError::Admission { message: e, .. }) => {
             logger.error(format!("{label} failed permanently: {e}"));
             Outcome::Failure(e)
         }

@@ -25,12 +25,15 @@
 //! - `indexing`: index handlers keeping the indices current (an engine).
 //! - `probing`: the liveness endpoint with the probes' results (an engine).
 //! - `peering`: peering objects or a Lease decide when to pause (an engine).
+//! - `admission`: validating and mutating webhooks, their server and
+//!   managed configurations (an engine).
 //! - `processing`: one object, one cycle: cause, finalizer, handlers, patch.
 //! - `reactor`: watchers, per-object workers, patch application.
 //! - `operator`, `settings`: the public shell.
 #![deny(missing_docs)]
 
 mod activities;
+mod admission;
 mod cli;
 mod daemons;
 mod handling;
@@ -53,8 +56,8 @@ pub mod structs;
 
 pub use cli::{run, run_with, RunError};
 pub use handling::{
-    Context, ErrorsMode, Events, HandlerError, HandlerResult, Level, LogLine, LogSink, Logger,
-    Memo, PatchHandle,
+    AdmissionRequest, Context, ErrorsMode, Events, HandlerError, HandlerResult, Level, LogLine,
+    LogSink, Logger, Memo, PatchHandle,
 };
 pub use indices::{Index, Indexed, Indices};
 pub use observing::{Observer, Pending};
@@ -62,7 +65,7 @@ pub use operator::{LoginFn, Operator, OperatorError};
 pub use references::{Reason, Resource};
 pub use registry::{FieldFilter, FieldPredicate, Handler, MetaFilter, Registry, ValuePredicate};
 pub use settings::{
-    Batching, Clock, Execution, LeaseElection, Liveness, Peering, Persistence, Posting, Settings,
-    Watching,
+    Admission, Batching, Clock, Execution, LeaseElection, Liveness, Peering, Persistence, Posting,
+    Settings, Watching, WebhookServer,
 };
 pub use stopping::{StopReason, Stopped};

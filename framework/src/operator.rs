@@ -40,6 +40,9 @@ pub enum OperatorError {
         #[source]
         source: std::io::Error,
     },
+    /// Admission webhooks exist but cannot be served.
+    #[error("{0}")]
+    Admission(String),
     /// A startup or cleanup activity failed permanently.
     #[error("Activity '{id}' failed permanently: {message}")]
     ActivityFailed {
@@ -335,6 +338,35 @@ impl Operator {
         handler
     }
 
+    /// A validating admission webhook (Kopf's `@kopf.on.validate`): the
+    /// API server asks it before storing a change of `resource`; an
+    /// `Err(HandlerError::admission(message, code))` (or any error) denies
+    /// the request; `ctx.admission` tells the operation, user, dry run and
+    /// subresource, and takes warnings. Needs `settings.admission.server`.
+    pub fn on_validate<F, Fut>(&mut self, resource: &Resource, f: F) -> &mut Handler
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let handler = self.register(resource, Reason::Validate, f);
+        handler.errors = crate::handling::ErrorsMode::Permanent;
+        handler
+    }
+
+    /// A mutating admission webhook (Kopf's `@kopf.on.mutate`): what it
+    /// sets in `ctx.patch` is sent back to the API server as a JSON patch
+    /// of the object being stored. Errors deny the request, as for
+    /// validating webhooks.
+    pub fn on_mutate<F, Fut>(&mut self, resource: &Resource, f: F) -> &mut Handler
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let handler = self.register(resource, Reason::Mutate, f);
+        handler.errors = crate::handling::ErrorsMode::Permanent;
+        handler
+    }
+
     /// Runs `f` when the field at `path` (dotted, e.g. `spec.size`) changes;
     /// `ctx.old`, `ctx.new` and `ctx.diff` are the field's.
     pub fn on_field<F, Fut>(&mut self, resource: &Resource, path: &str, f: F) -> &mut Handler
@@ -343,6 +375,69 @@ impl Operator {
         Fut: Future<Output = HandlerResult> + Send + 'static,
     {
         self.register(resource, Reason::Update, f).field(path)
+    }
+
+    /// Starts the admission webhook server (and the managed configurations)
+    /// if there are webhooks: returns the reviewer, the URL and the CA.
+    async fn serve_webhooks(
+        &self,
+        client: &Client,
+        settings: &Settings,
+        indices: &crate::indices::Indices,
+        tasks: &mut tokio::task::JoinSet<()>,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Option<(Arc<crate::admission::Reviewer>, String, Option<String>)>, OperatorError>
+    {
+        let handlers = self.registry.webhooks();
+        if handlers.is_empty() {
+            return Ok(None);
+        }
+        let Some(server) = &settings.admission.server else {
+            return Err(OperatorError::Admission(
+                "Admission handlers exist, but no admission server/tunnel is configured in `settings.admission.server`.".into(),
+            ));
+        };
+        let mut webhooks = Vec::new();
+        for handler in handlers {
+            let resource = crate::reactor::resolve(client, &handler.resource)
+                .await
+                .map_err(|source| OperatorError::UnknownResource {
+                    resource: Box::new(handler.resource.clone()),
+                    source: Box::new(source),
+                })?;
+            webhooks.push(crate::admission::Webhook { handler, resource });
+        }
+        let listening = crate::admission::listen(server)
+            .await
+            .map_err(OperatorError::Admission)?;
+        let (url, ca) = (listening.url.clone(), listening.ca_bundle.clone());
+        let reviewer = Arc::new(crate::admission::Reviewer {
+            webhooks,
+            client: client.clone(),
+            memo: self.memo.clone(),
+            indices: indices.clone(),
+            settings: settings.clone(),
+        });
+        tasks.spawn(crate::admission::serve(
+            listening,
+            server.path.clone(),
+            reviewer.clone(),
+            stop.clone(),
+        ));
+        if let Some(managed) = &settings.admission.managed {
+            let logger = crate::handling::Logger::operator(settings.log_sink.clone());
+            crate::admission::configure(
+                client,
+                &reviewer.webhooks,
+                managed,
+                &url,
+                ca.as_deref(),
+                false,
+                &logger,
+            )
+            .await;
+        }
+        Ok(Some((reviewer, url, ca)))
     }
 
     /// Runs until `stop` completes: checks every resource through discovery,
@@ -395,6 +490,9 @@ impl Operator {
             .await
             .map_err(|(id, message)| OperatorError::ActivityFailed { id, message })?;
         let poster = crate::posting::start(client.clone());
+        let admission = self
+            .serve_webhooks(&client, &settings, &indices, &mut tasks, &stop_rx)
+            .await?;
         // Peering (or a Lease) decides when this instance pauses.
         let paused = Arc::new(watch::Sender::new(false));
         let peering_namespace =
@@ -486,6 +584,21 @@ impl Operator {
         stop.await;
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}
+        if let (Some((reviewer, url, ca)), Some(managed)) =
+            (&admission, &settings.admission.managed)
+        {
+            let logger = crate::handling::Logger::operator(settings.log_sink.clone());
+            crate::admission::configure(
+                &client,
+                &reviewer.webhooks,
+                managed,
+                url,
+                ca.as_deref(),
+                true,
+                &logger,
+            )
+            .await;
+        }
         let cleanup = self.registry.activities(Reason::Cleanup);
         crate::activities::run(&cleanup, Reason::Cleanup, &client, &self.memo, &settings)
             .await

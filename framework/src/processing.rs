@@ -152,7 +152,9 @@ pub(crate) async fn process(body: &Value, inputs: Inputs<'_>) -> Decision {
                 | Reason::Daemon
                 | Reason::Timer
                 | Reason::Index
-                | Reason::Probe => false,
+                | Reason::Probe
+                | Reason::Validate
+                | Reason::Mutate => false,
             };
             let field_ok = match (&h.field, reason) {
                 (Some(path), Reason::Update | Reason::Create) => {

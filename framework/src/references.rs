@@ -94,6 +94,10 @@ pub enum Reason {
     Index,
     /// Reports the operator's health (on the liveness endpoint).
     Probe,
+    /// Admits or denies API requests (a validating admission webhook).
+    Validate,
+    /// Changes objects before they are stored (a mutating admission webhook).
+    Mutate,
 }
 
 impl Reason {
@@ -111,6 +115,8 @@ impl Reason {
             Reason::Timer => "timer",
             Reason::Index => "index",
             Reason::Probe => "probe",
+            Reason::Validate => "validate",
+            Reason::Mutate => "mutate",
         }
     }
 
@@ -128,7 +134,14 @@ impl Reason {
             Reason::Timer => "timer",
             Reason::Index => "indexing",
             Reason::Probe => "probe",
+            Reason::Validate => "validation",
+            Reason::Mutate => "mutation",
         }
+    }
+
+    /// Whether the handler answers admission requests (not watch events).
+    pub fn is_admission(self) -> bool {
+        matches!(self, Reason::Validate | Reason::Mutate)
     }
 
     /// Whether the handler runs beside the object, for as long as it
@@ -139,6 +152,9 @@ impl Reason {
 
     /// Whether handlers of this reason belong to a resource.
     pub fn is_resource_bound(self) -> bool {
-        !matches!(self, Reason::Startup | Reason::Cleanup | Reason::Probe)
+        !matches!(
+            self,
+            Reason::Startup | Reason::Cleanup | Reason::Probe | Reason::Validate | Reason::Mutate
+        )
     }
 }

@@ -106,6 +106,16 @@ pub(crate) struct Spawning {
     pub(crate) blocking: bool,
 }
 
+/// The options of admission webhooks.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Webhook {
+    pub(crate) operations: Vec<String>,
+    pub(crate) subresource: Option<String>,
+    pub(crate) persistent: bool,
+    pub(crate) side_effects: bool,
+    pub(crate) ignore_failures: bool,
+}
+
 /// A registered handler and its options. Options are set with the builder
 /// methods returned by the `Operator::on_*` calls.
 #[derive(Clone)]
@@ -130,6 +140,7 @@ pub struct Handler {
     pub(crate) old: Option<FieldFilter>,
     pub(crate) new: Option<FieldFilter>,
     pub(crate) spawning: Spawning,
+    pub(crate) webhook: Webhook,
 }
 
 impl fmt::Debug for Handler {
@@ -164,6 +175,7 @@ impl Handler {
             old: None,
             new: None,
             spawning: Spawning::default(),
+            webhook: Webhook::default(),
         }
     }
 
@@ -304,6 +316,41 @@ impl Handler {
         self
     }
 
+    /// Webhooks: the operations the API server sends (`CREATE`, `UPDATE`,
+    /// `DELETE`, `CONNECT`; default all).
+    pub fn operations(&mut self, operations: &[&str]) -> &mut Self {
+        self.webhook.operations = operations.iter().map(|o| o.to_string()).collect();
+        self
+    }
+
+    /// Webhooks: the subresource addressed (`status`, or `*` for any,
+    /// including none); default: the main resource only.
+    pub fn subresource(&mut self, subresource: &str) -> &mut Self {
+        self.webhook.subresource = Some(subresource.into());
+        self
+    }
+
+    /// Webhooks: keep this webhook in the managed configuration when the
+    /// operator exits (default: removed).
+    pub fn persistent(&mut self, persistent: bool) -> &mut Self {
+        self.webhook.persistent = persistent;
+        self
+    }
+
+    /// Webhooks: the handler has side effects (`sideEffects:
+    /// NoneOnDryRun`; default `None`).
+    pub fn side_effects(&mut self, side_effects: bool) -> &mut Self {
+        self.webhook.side_effects = side_effects;
+        self
+    }
+
+    /// Webhooks: admit requests when the webhook cannot be reached
+    /// (`failurePolicy: Ignore`; default `Fail`).
+    pub fn ignore_failures(&mut self, ignore: bool) -> &mut Self {
+        self.webhook.ignore_failures = ignore;
+        self
+    }
+
     /// Only objects for which `when` is true.
     pub fn when(&mut self, when: impl Fn(&Value) -> bool + Send + Sync + 'static) -> &mut Self {
         self.when = Some(Arc::new(when));
@@ -392,6 +439,15 @@ impl Registry {
         self.handlers
             .iter()
             .filter(|h| h.reason.is_resource_bound() && &h.resource == resource)
+            .cloned()
+            .collect()
+    }
+
+    /// The admission webhooks (validating and mutating).
+    pub(crate) fn webhooks(&self) -> Vec<Handler> {
+        self.handlers
+            .iter()
+            .filter(|h| h.reason.is_admission())
             .cloned()
             .collect()
     }

@@ -149,6 +149,60 @@ pub struct Settings {
     pub liveness: Option<Liveness>,
     /// Coordination with other instances of the operator.
     pub peering: Peering,
+    /// Admission webhooks: where they are served, and the managed
+    /// webhook configurations.
+    pub admission: Admission,
+}
+
+/// Admission webhooks' settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// Where the webhooks are served (required when there are webhooks).
+    pub server: Option<WebhookServer>,
+    /// The name of the Validating/MutatingWebhookConfiguration objects to
+    /// keep in sync with the webhooks (e.g. `auto.kopf.dev`); `None`: the
+    /// configurations are managed by someone else.
+    pub managed: Option<String>,
+}
+
+/// The webhook server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookServer {
+    /// Where to listen (port 0: any free port).
+    pub addr: std::net::SocketAddr,
+    /// The path prefix of the webhooks (each webhook is `<path>/<id>`).
+    pub path: String,
+    /// HTTPS with a self-signed certificate generated at start (its CA
+    /// goes into the managed configurations' `caBundle`); else plain HTTP.
+    pub tls: bool,
+    /// The host name the API server reaches the server at (certificate
+    /// and URL); default: the listening IP.
+    pub host: Option<String>,
+    /// The URL the API server calls instead (a tunnel to this server).
+    pub url: Option<String>,
+}
+
+impl WebhookServer {
+    /// Plain HTTP on loopback, on any free port (the fake API server and
+    /// the operator on one machine).
+    pub fn local() -> Self {
+        WebhookServer {
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            path: "/".into(),
+            tls: false,
+            host: None,
+            url: None,
+        }
+    }
+
+    /// HTTPS with a self-signed certificate, on loopback, any free port.
+    pub fn local_tls() -> Self {
+        WebhookServer {
+            tls: true,
+            host: Some("localhost".into()),
+            ..Self::local()
+        }
+    }
 }
 
 /// How an operator coordinates with other instances of itself.
@@ -227,6 +281,7 @@ impl Default for Settings {
             observer: None,
             liveness: None,
             peering: Peering::default(),
+            admission: Admission::default(),
         }
     }
 }

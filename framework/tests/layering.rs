@@ -22,6 +22,7 @@ const LAYERS: &[&[&str]] = &[
         "indexing",
         "probing",
         "peering",
+        "admission",
     ],
     &["processing"],
     &["reactor"],

@@ -23,6 +23,7 @@ use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, Limited, StreamB
 use serde_json::Value;
 
 use crate::{
+    admission::{Admission, Attributes},
     api::{Api, Reply, Target},
     error::ApiError,
     inject::{Injector, RequestInfo, Terminal},
@@ -57,6 +58,7 @@ pub struct ControlSettings {
 }
 
 pub(crate) struct Shared {
+    pub(crate) admission: crate::admission::Admission,
     pub(crate) api: Arc<Api>,
     pub(crate) injector: Arc<Injector>,
     pub(crate) journal: Arc<Journal>,
@@ -119,6 +121,8 @@ pub(crate) enum Answer {
     Text(&'static str),
     Error(ApiError),
     Watch(tokio::sync::mpsc::Receiver<Bytes>),
+    /// An answer with `Warning` headers (from admission webhooks).
+    Warned(Box<Answer>, Vec<String>),
 }
 
 impl Answer {
@@ -135,6 +139,7 @@ impl Answer {
             Answer::Json(code, ..) => *code,
             Answer::Text(_) | Answer::Watch(_) => 200,
             Answer::Error(e) => e.code,
+            Answer::Warned(a, _) => a.code(),
         }
     }
 
@@ -144,6 +149,7 @@ impl Answer {
             Answer::Error(e) => Some(Bytes::from(e.to_status().to_string())),
             Answer::Text(t) => Some(Bytes::from_static(t.as_bytes())),
             Answer::Watch(_) => None,
+            Answer::Warned(a, _) => a.body_for_journal(),
         }
     }
 
@@ -171,6 +177,17 @@ impl Answer {
                 resp
             }
             Answer::Watch(lines) => watch_response(lines),
+            Answer::Warned(answer, warnings) => {
+                let mut resp = answer.into_response();
+                for w in warnings {
+                    // RFC 7234 warn-code 299, agent "-", as kube-apiserver writes them.
+                    let text = format!("299 - {}", serde_json::Value::from(w));
+                    if let Ok(v) = HeaderValue::from_str(&text) {
+                        resp.headers_mut().append(header::WARNING, v);
+                    }
+                }
+                resp
+            }
         }
     }
 }
@@ -367,9 +384,24 @@ impl ApiService {
             Some((rule, Terminal::DropAfter)) => Some(rule),
             None => None,
         };
-        let answer = self
-            .verb(parts, &q, body, &t, sub.is_some())
-            .unwrap_or_else(Answer::Error);
+        // Writes of one object (not reads, not deletecollection), except
+        // of the webhook configurations themselves, as kube-apiserver does.
+        let one_write = match parts.method {
+            Method::POST | Method::PUT | Method::PATCH => true,
+            Method::DELETE => !t.name.is_empty(),
+            _ => false,
+        };
+        let admitted = one_write
+            && t.kind.key.group != "admissionregistration.k8s.io"
+            && Admission::configured(&self.shared.api);
+        let answer = if admitted {
+            self.admitted(parts, &q, body, &t, sub.as_deref())
+                .await
+                .unwrap_or_else(Answer::Error)
+        } else {
+            self.verb(parts, &q, body, &t, sub.is_some())
+                .unwrap_or_else(Answer::Error)
+        };
         if let Some(e) = entry {
             e.namespace = t.namespace;
             e.name = t.name;
@@ -378,6 +410,103 @@ impl ApiService {
             Some(rule) => Err(Dropped(rule)),
             None => Ok(answer),
         }
+    }
+
+    /// A write through the admission webhooks: the object as it would be
+    /// stored (a dry run), then the webhooks, then the write of what they
+    /// let through (with the precondition of the version they saw).
+    async fn admitted(
+        &self,
+        parts: &http::request::Parts,
+        q: &Query,
+        body: Bytes,
+        t: &Target,
+        sub: Option<&str>,
+    ) -> Result<Answer, ApiError> {
+        let api = &self.shared.api;
+        let endpoint = if sub == Some("status") {
+            Endpoint::Status
+        } else {
+            Endpoint::Main
+        };
+        let content_type = header_of(parts, header::CONTENT_TYPE);
+        let parse = |r: &crate::api::Reply| serde_json::from_slice::<Value>(&r.body).ok();
+        let (operation, trial, old) = match parts.method {
+            Method::POST => {
+                let obj = decode_object(&body, &content_type)?;
+                ("CREATE", Some(api.create(t, obj, true)?), None)
+            }
+            Method::PUT => {
+                let old = parse(&api.get(t)?);
+                let obj = decode_object(&body, &content_type)?;
+                ("UPDATE", Some(api.update(t, obj, endpoint, true)?), old)
+            }
+            Method::PATCH => {
+                let old = parse(&api.get(t)?);
+                let accepted = if t.kind.custom {
+                    patch::CUSTOM_PATCH_TYPES
+                } else {
+                    patch::BUILTIN_PATCH_TYPES
+                };
+                let ptype = PatchType::from_content_type(&content_type)
+                    .ok_or_else(|| ApiError::unsupported_media_type(&content_type, accepted))?;
+                (
+                    "UPDATE",
+                    Some(api.patch(t, ptype, &body, endpoint, true)?),
+                    old,
+                )
+            }
+            Method::DELETE => ("DELETE", None, parse(&api.get(t)?)),
+            _ => return Err(ApiError::method_not_allowed()),
+        };
+        let code = trial.as_ref().map_or(200, |r| r.code);
+        let admitted = self
+            .shared
+            .admission
+            .admit(
+                api,
+                Attributes {
+                    operation,
+                    target: t,
+                    subresource: sub,
+                    object: trial.as_ref().and_then(parse),
+                    old_object: old.clone(),
+                    dry_run: q.dry_run,
+                },
+            )
+            .await?;
+        let reply = match (operation, admitted.object) {
+            ("DELETE", _) => api.delete(t, &delete_options(&body, q)?)?,
+            (_, Some(obj)) if q.dry_run => Reply {
+                code,
+                body: Bytes::from(obj.to_string()),
+            },
+            ("CREATE", Some(mut obj)) => {
+                if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                    for generated in ["uid", "resourceVersion", "creationTimestamp"] {
+                        meta.remove(generated);
+                    }
+                }
+                api.create(t, obj, false)?
+            }
+            (_, Some(mut obj)) => {
+                // The version the webhooks saw, or a conflict.
+                if let Some(rv) = old
+                    .as_ref()
+                    .and_then(|o| o.pointer("/metadata/resourceVersion"))
+                {
+                    obj["metadata"]["resourceVersion"] = rv.clone();
+                }
+                api.update(t, obj, endpoint, false)?
+            }
+            (_, None) => return Err(ApiError::internal("admission lost the object")),
+        };
+        let answer = Answer::reply(reply);
+        Ok(if admitted.warnings.is_empty() {
+            answer
+        } else {
+            Answer::Warned(Box::new(answer), admitted.warnings)
+        })
     }
 
     fn verb(
