@@ -47,7 +47,8 @@ pub(crate) type Post = Arc<dyn Fn(&Value, &LogLine) + Send + Sync>;
 pub(crate) struct Env {
     pub(crate) resource: Resource,
     pub(crate) client: kube::Client,
-    pub(crate) settings: Settings,
+    /// Shared by every object of the resource.
+    pub(crate) settings: Arc<Settings>,
     pub(crate) memo: Memo,
     pub(crate) poster: Option<tokio::sync::mpsc::UnboundedSender<Posting>>,
     pub(crate) indices: crate::indices::Indices,
@@ -78,8 +79,8 @@ struct Running {
 /// The daemons and timers of one object.
 pub(crate) struct Spawned {
     body: watch::Sender<Arc<Value>>,
-    /// The essence last seen (what `idle` timers watch for changes).
-    essence: Option<Value>,
+    /// A hash of the essence last seen (what `idle` timers watch for changes).
+    essence: Option<u64>,
     changed: watch::Sender<Instant>,
     running: BTreeMap<String, Running>,
     /// Exited on their own or failed for good: not spawned again while the
@@ -127,8 +128,17 @@ impl Spawned {
         // Idle timers count from the last change of the essence (not of
         // the status or the operator's own annotations), as Kopf does.
         let persistence = &env.settings.persistence;
-        let essence = persistence.diffbase.current(body, &persistence.progress);
-        if self.essence.as_ref() != Some(&essence) {
+        let essence = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            persistence
+                .diffbase
+                .current(body, &persistence.progress)
+                .to_string()
+                .hash(&mut h);
+            h.finish()
+        };
+        if self.essence != Some(essence) {
             if self.essence.is_some() {
                 self.changed.send_replace(Instant::now());
             }
@@ -219,7 +229,7 @@ impl Spawned {
         };
         let body = self.body.borrow().clone();
         let post = env.post.clone();
-        let involved = body.clone();
+        let involved = crate::handling::reference(&body);
         let logger = Logger::with_sink(
             &meta(&body, "namespace"),
             &meta(&body, "name"),

@@ -328,12 +328,25 @@ pub struct Events {
     involved: Value,
 }
 
+/// What an Event needs of its object: kind and identity, not the body.
+pub(crate) fn reference(body: &Value) -> Value {
+    let meta = &body["metadata"];
+    serde_json::json!({
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {"name": meta.get("name"), "uid": meta.get("uid"), "namespace": meta.get("namespace")},
+    })
+}
+
 impl Events {
     pub(crate) fn new(
         tx: Option<tokio::sync::mpsc::UnboundedSender<Posting>>,
         involved: Value,
     ) -> Self {
-        Events { tx, involved }
+        Events {
+            tx,
+            involved: reference(&involved),
+        }
     }
 
     /// The same poster, about another object (e.g. a child).

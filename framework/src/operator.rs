@@ -554,7 +554,7 @@ impl Operator {
                 resource,
                 api_resource,
                 status_subresource,
-                settings: settings.clone(),
+                settings: Arc::new(settings.clone()),
                 poster: poster.clone(),
                 memo: self.memo.clone(),
                 limit: limit.clone(),

@@ -47,7 +47,7 @@ pub(crate) struct Shared {
     pub(crate) api_resource: ApiResource,
     pub(crate) status_subresource: bool,
     pub(crate) handlers: Vec<Handler>,
-    pub(crate) settings: Settings,
+    pub(crate) settings: Arc<Settings>,
     pub(crate) poster: mpsc::UnboundedSender<Posting>,
     /// The operator-wide memo.
     pub(crate) memo: Memo,
