@@ -28,6 +28,8 @@ mod hooks;
 mod indexing;
 #[path = "../examples/01-minimal.rs"]
 mod minimal;
+#[path = "../examples/06-peering.rs"]
+mod peering;
 #[path = "../examples/07-subhandlers.rs"]
 mod subhandlers;
 #[path = "../examples/15-timers.rs"]
@@ -47,6 +49,7 @@ fn factory(example: &str) -> fn() -> Operator {
         "08-events" => watch_events::operator,
         "10-builtins" => builtins::operator,
         "12-embedded" => embedded::operator,
+        "06-peering" => peering::operator,
         "07-subhandlers" => subhandlers::operator,
         "11-filtering-handlers" => filtering::operator,
         "13-hooks" => hooks::operator,
