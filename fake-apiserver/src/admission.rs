@@ -177,7 +177,7 @@ fn rules_match(webhook: &Value, a: &Attributes<'_>) -> bool {
                             || (r == "*" && a.subresource.is_none())
                             || r.strip_suffix("/*") == Some(kind.key.plural.as_str())
                                 && a.subresource.is_some()
-                            || r.strip_prefix("*/") == a.subresource
+                            || (a.subresource.is_some() && r.strip_prefix("*/") == a.subresource)
                     })
                 });
             let scope_ok = match rule.get("scope").and_then(Value::as_str) {
@@ -496,6 +496,61 @@ mod tests {
             e.message,
             "admission webhook \"v.example.dev\" denied the request without explanation"
         );
+    }
+
+    #[test]
+    fn rules_should_match_resources_subresources_and_operations() {
+        let resources = crate::resources::Resources::with_builtins();
+        let kind = resources
+            .get(&parse_resource("configmaps"))
+            .expect("configmaps are built in");
+        let target = Target {
+            kind,
+            version: "v1".into(),
+            namespace: "default".into(),
+            name: "x".into(),
+        };
+        let attrs = |operation, subresource| Attributes {
+            operation,
+            target: &target,
+            subresource,
+            object: None,
+            old_object: None,
+            dry_run: false,
+        };
+        let hook = |resources: Value, operations: Value| json!({"rules": [{"apiGroups": [""], "apiVersions": ["v1"], "resources": resources, "operations": operations}]});
+        assert!(rules_match(
+            &hook(json!(["configmaps"]), json!(["CREATE"])),
+            &attrs("CREATE", None)
+        ));
+        assert!(!rules_match(
+            &hook(json!(["configmaps"]), json!(["CREATE"])),
+            &attrs("UPDATE", None)
+        ));
+        assert!(!rules_match(
+            &hook(json!(["secrets"]), json!(["*"])),
+            &attrs("CREATE", None)
+        ));
+        assert!(!rules_match(
+            &hook(json!(["configmaps"]), json!(["*"])),
+            &attrs("UPDATE", Some("status"))
+        ));
+        assert!(rules_match(
+            &hook(json!(["configmaps/*"]), json!(["*"])),
+            &attrs("UPDATE", Some("status"))
+        ));
+        assert!(rules_match(
+            &hook(json!(["*/status"]), json!(["*"])),
+            &attrs("UPDATE", Some("status"))
+        ));
+        assert!(!rules_match(
+            &hook(json!(["*/status"]), json!(["*"])),
+            &attrs("UPDATE", None)
+        ));
+        assert!(rules_match(
+            &hook(json!(["*"]), json!(["*"])),
+            &attrs("DELETE", None)
+        ));
     }
 
     #[test]
