@@ -149,10 +149,9 @@ async fn webhooks_should_deny_and_mutate_kubectl_writes() {
         err.contains("Warning: SSL peer is not identified."),
         "{err}"
     );
-    assert!(
-        err.contains(r#"Warning: Also update status.field to match spec.field: "value" != null"#),
-        "{err}"
-    );
+    // `kopfexamples/*` covers the subresources only (as in kube-apiserver),
+    // so the status checker is not asked about the main resource.
+    assert!(!err.contains("Also update status.field"), "{err}");
     let stored = runner.cluster().get(KEX, "default", "good-one").unwrap();
     assert_eq!(stored["spec"]["injected"], 123, "{stored}");
 
