@@ -6,7 +6,9 @@
 //! - `validate1` denies `spec.field: wrong` (except in dry runs);
 //! - `validate2` denies `spec.field: not-allowed` with code 555;
 //! - `validate_subresources` denies a status whose `field` differs from the
-//!   spec's, and warns about it on the main resource;
+//!   spec's (its rule, `kopfexamples/*`, covers subresources only, so its
+//!   warning for the main resource is never asked for, as in Kopf on a real
+//!   cluster);
 //! - `mutate1` injects `spec.injected: 123` into labelled objects.
 //!
 //! ```text
