@@ -131,6 +131,7 @@ spec:
             type: object
             properties:
               size: {type: integer}
+              color: {type: string}
 "#;
 
 /// kubectl manages a CRD and its custom resources end to end.
@@ -184,7 +185,49 @@ fn kubectl_should_manage_custom_resources() {
         "-p",
         r#"[{"op":"add","path":"/spec/color","value":"red"}]"#,
     ]);
+    // A field the schema does not know: `kubectl create` asks for strict
+    // validation and is refused; `kubectl patch` does not, and the field is
+    // pruned with a warning.
+    let shaped = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w2}\nspec: {size: 3, shape: round}\n";
+    let mut refused = c
+        .command(&["create", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut refused.stdin.take().unwrap(), shaped.as_bytes()).unwrap();
+    let refused = refused.wait_with_output().unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(r#"strict decoding error: unknown field "spec.shape""#),
+        "{err}"
+    );
+    let pruned = c
+        .command(&[
+            "patch",
+            "wd",
+            "w1",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"shape":"round"}}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        pruned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pruned.stderr)
+    );
+    let warning = String::from_utf8_lossy(&pruned.stderr);
+    assert!(
+        warning.contains(r#"Warning: unknown field "spec.shape""#),
+        "{warning}"
+    );
     let w = c.json(&["get", "wd", "w1"]);
+    assert!(w["spec"].get("shape").is_none(), "{w}");
     assert_eq!(w["metadata"]["labels"]["tier"], "gold");
     assert_eq!(w["metadata"]["annotations"]["note"], "hello");
     assert_eq!(w["spec"]["size"], 5);

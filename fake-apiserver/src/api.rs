@@ -18,6 +18,7 @@ use crate::{
     error::{ApiError, Cause},
     patch::{self, PatchType},
     resources::{Kind, ResourceKey, Resources},
+    schema,
     selector::{FieldSelector, LabelSelector},
     semantics::{self, Endpoint},
     store::{Change, Store, StoreError, Stored, Written},
@@ -91,11 +92,17 @@ pub struct Reply {
     pub code: u16,
     /// The JSON body.
     pub body: Bytes,
+    /// Fields dropped by the CRD schema (for `fieldValidation`).
+    pub unknown_fields: Vec<String>,
 }
 
 impl Reply {
     fn ok(body: Bytes) -> Self {
-        Reply { code: 200, body }
+        Reply {
+            code: 200,
+            body,
+            unknown_fields: Vec::new(),
+        }
     }
 }
 
@@ -479,6 +486,37 @@ impl Api {
         Ok(())
     }
 
+    /// Custom resources: prunes, defaults and validates against the CRD
+    /// version's schema; returns the pruned fields.
+    fn apply_schema(&self, t: &Target, obj: &mut Value) -> Result<Vec<String>, ApiError> {
+        if !t.kind.custom {
+            return Ok(Vec::new());
+        }
+        let Some(schema) = t
+            .kind
+            .versions
+            .iter()
+            .find(|v| v.name == t.version)
+            .and_then(|v| v.schema.as_ref())
+        else {
+            return Ok(Vec::new());
+        };
+        let dropped = schema::prune(obj, schema);
+        schema::default(obj, schema);
+        let causes = schema::validate(obj, schema);
+        if causes.is_empty() {
+            Ok(dropped)
+        } else {
+            let name = semantics::meta_str(obj, "name").unwrap_or_default();
+            Err(ApiError::invalid(
+                t.kind.group(),
+                &t.kind.kind,
+                name,
+                causes,
+            ))
+        }
+    }
+
     fn validate(&self, t: &Target, obj: &Value) -> Result<(), ApiError> {
         let mut causes = semantics::validate_metadata(&t.kind, obj);
         if is_crd(&t.kind) {
@@ -550,6 +588,7 @@ impl Api {
             };
             let mut obj = body.clone();
             obj["metadata"]["name"] = Value::String(name.clone());
+            let unknown_fields = self.apply_schema(t, &mut obj)?;
             self.validate(t, &obj)?;
             let now = self.clock.rfc3339();
             semantics::prepare_create(
@@ -584,6 +623,7 @@ impl Api {
                     let reply = Reply {
                         code: 201,
                         body: self.render(&target, &stored),
+                        unknown_fields,
                     };
                     if is_crd(&t.kind) {
                         self.establish_crd(&name);
@@ -594,6 +634,7 @@ impl Api {
                     return Ok(Reply {
                         code: 201,
                         body: self.render_value(&target, preview.unwrap_or_default()),
+                        unknown_fields,
                     })
                 }
                 Err(e) if e.reason == "AlreadyExists" && given.is_empty() => last_err = Some(e),
@@ -677,6 +718,7 @@ impl Api {
         }
         let storage_api_version = t.kind.api_version(&t.kind.storage_version().name);
         let mut removed = false;
+        let mut unknown_fields = Vec::new();
         let result = self.commit(&t.kind.key, &t.namespace, &t.name, dry_run, |cur| {
             let cur = cur.ok_or_else(|| self.not_found(t))?;
             let old = cur.value();
@@ -691,6 +733,9 @@ impl Api {
                     }
                 }
             }
+            // Pruned and defaulted first: a write that only adds unknown
+            // fields changes nothing (no generation bump, no new version).
+            unknown_fields = self.apply_schema(t, &mut new)?;
             semantics::prepare_update(&t.kind, &t.version, &old, &mut new, endpoint)?;
             if endpoint == Endpoint::Main {
                 self.validate(t, &new)?;
@@ -703,9 +748,10 @@ impl Api {
             Ok(Change::Update { new, old })
         })?;
         match result {
-            Committed::Dry(preview) => {
-                Ok(Reply::ok(self.render_value(t, preview.unwrap_or_default())))
-            }
+            Committed::Dry(preview) => Ok(Reply {
+                unknown_fields,
+                ..Reply::ok(self.render_value(t, preview.unwrap_or_default()))
+            }),
             Committed::Written(w) => {
                 let obj = w.object.ok_or_else(|| self.not_found(t))?;
                 let body = self.render(t, &obj);
@@ -714,7 +760,10 @@ impl Api {
                 } else if is_crd(&t.kind) && w.event.is_some() {
                     self.establish_crd(&t.name);
                 }
-                Ok(Reply::ok(body))
+                Ok(Reply {
+                    unknown_fields,
+                    ..Reply::ok(body)
+                })
             }
         }
     }

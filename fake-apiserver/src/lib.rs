@@ -32,7 +32,7 @@
 //! - [`resources`]: which kinds exist (built-ins, and kinds added by CRDs).
 //! - [`store`]: the versioned object store: resourceVersions, serialized
 //!   bytes shared by every reader, bounded event history. Pure and synchronous.
-//! - [`selector`], [`semantics`], [`crd`], [`patch`]: the rules applied on
+//! - [`selector`], [`semantics`], [`crd`], [`schema`], [`patch`]: the rules applied on
 //!   every write (defaulting, validation, generation, status split,
 //!   finalizers) and the patch formats, as pure functions.
 //! - [`watch`]: fan-out of store events (and injected ones) to watchers.
@@ -59,6 +59,7 @@ pub mod inject;
 pub mod journal;
 pub mod patch;
 pub mod resources;
+pub mod schema;
 pub mod selector;
 pub mod semantics;
 mod server;

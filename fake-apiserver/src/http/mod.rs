@@ -460,6 +460,9 @@ impl ApiService {
             _ => return Err(ApiError::method_not_allowed()),
         };
         let code = trial.as_ref().map_or(200, |r| r.code);
+        if let Some(trial) = trial.as_ref().filter(|_| q.strict) {
+            strict(trial)?;
+        }
         let admitted = self
             .shared
             .admission
@@ -480,6 +483,10 @@ impl ApiService {
             (_, Some(obj)) if q.dry_run => Reply {
                 code,
                 body: Bytes::from(obj.to_string()),
+                unknown_fields: trial
+                    .as_ref()
+                    .map(|r| r.unknown_fields.clone())
+                    .unwrap_or_default(),
             },
             ("CREATE", Some(mut obj)) => {
                 if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -501,12 +508,7 @@ impl ApiService {
             }
             (_, None) => return Err(ApiError::internal("admission lost the object")),
         };
-        let answer = Answer::reply(reply);
-        Ok(if admitted.warnings.is_empty() {
-            answer
-        } else {
-            Answer::Warned(Box::new(answer), admitted.warnings)
-        })
+        Ok(warned(reply, q, admitted.warnings))
     }
 
     fn verb(
@@ -563,11 +565,11 @@ impl ApiService {
             (&Method::GET, false) => Ok(Answer::reply(api.get(t)?)),
             (&Method::POST, true) => {
                 let body = decode_object(&body, &content_type)?;
-                Ok(Answer::reply(api.create(t, body, q.dry_run)?))
+                checked(q, |dry| api.create(t, body.clone(), dry))
             }
             (&Method::PUT, false) => {
                 let body = decode_object(&body, &content_type)?;
-                Ok(Answer::reply(api.update(t, body, endpoint, q.dry_run)?))
+                checked(q, |dry| api.update(t, body.clone(), endpoint, dry))
             }
             (&Method::PATCH, false) => {
                 let accepted = if t.kind.custom {
@@ -577,9 +579,7 @@ impl ApiService {
                 };
                 let ptype = PatchType::from_content_type(&content_type)
                     .ok_or_else(|| ApiError::unsupported_media_type(&content_type, accepted))?;
-                Ok(Answer::reply(
-                    api.patch(t, ptype, &body, endpoint, q.dry_run)?,
-                ))
+                checked(q, |dry| api.patch(t, ptype, &body, endpoint, dry))
             }
             (&Method::DELETE, false) => {
                 let opts = delete_options(&body, q)?;
@@ -591,6 +591,53 @@ impl ApiService {
             }
             _ => Err(ApiError::method_not_allowed()),
         }
+    }
+}
+
+/// A write with the request's `fieldValidation`: with `Strict`, unknown
+/// fields refuse the write (tried as a dry run first); by default they are
+/// pruned with a `Warning` each; with `Ignore`, silently.
+fn checked(q: &Query, write: impl Fn(bool) -> Result<Reply, ApiError>) -> Result<Answer, ApiError> {
+    if q.strict && !q.dry_run {
+        strict(&write(true)?)?;
+    }
+    let reply = write(q.dry_run)?;
+    if q.strict {
+        strict(&reply)?;
+    }
+    Ok(warned(reply, q, Vec::new()))
+}
+
+fn strict(reply: &Reply) -> Result<(), ApiError> {
+    if reply.unknown_fields.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = reply
+        .unknown_fields
+        .iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
+    Err(ApiError::bad_request(format!(
+        "strict decoding error: {}",
+        fields.join(", ")
+    )))
+}
+
+/// The reply, with `Warning`s for pruned fields (unless ignored) and `more`.
+fn warned(reply: Reply, q: &Query, mut more: Vec<String>) -> Answer {
+    if !q.ignore_unknown {
+        more.extend(
+            reply
+                .unknown_fields
+                .iter()
+                .map(|f| format!("unknown field {f:?}")),
+        );
+    }
+    let answer = Answer::reply(reply);
+    if more.is_empty() {
+        answer
+    } else {
+        Answer::Warned(Box::new(answer), more)
     }
 }
 

@@ -106,6 +106,10 @@ pub(crate) struct Query {
     pub(crate) delete: DeleteOptions,
     pub(crate) include_object: Option<String>,
     pub(crate) field_manager: Option<String>,
+    /// `fieldValidation=Strict`: unknown fields are refused (not pruned).
+    pub(crate) strict: bool,
+    /// `fieldValidation=Ignore`: unknown fields are pruned silently.
+    pub(crate) ignore_unknown: bool,
 }
 
 fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
@@ -159,8 +163,17 @@ pub(crate) fn parse_query(query: &str, field_labels: &[&str]) -> Result<Query, A
             "propagationPolicy" => q.delete.propagation = Some(value.into_owned()),
             "includeObject" => q.include_object = Some(value.into_owned()),
             "fieldManager" => q.field_manager = Some(value.into_owned()),
-            // Accepted and not needed here: pretty printing, field managers and
-            // validation levels (recorded, not enforced, by this part), grace periods.
+            "fieldValidation" => match value.as_ref() {
+                "Strict" => q.strict = true,
+                "Ignore" => q.ignore_unknown = true,
+                "Warn" | "" => {}
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Warn\", \"Strict\""
+                    )))
+                }
+            },
+            // Accepted and not needed here: pretty printing, grace periods.
             _ => {}
         }
     }
