@@ -37,6 +37,7 @@
 //!   finalizers) and the patch formats, as pure functions.
 //! - [`watch`]: fan-out of store events (and injected ones) to watchers.
 //! - [`api`]: the verbs, each an atomic store write applying the rules.
+//! - [`table`]: Table output for `kubectl get` (columns, printer columns).
 //! - `admission`: call-outs to the admission webhooks of the stored
 //!   webhook configurations (mutating, then validating).
 //! - [`inject`]: the [`Injector`](inject::Injector): synthetic watch events,
@@ -64,6 +65,7 @@ pub mod selector;
 pub mod semantics;
 mod server;
 pub mod store;
+pub mod table;
 pub mod watch;
 
 pub use clock::Clock;

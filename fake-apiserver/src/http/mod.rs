@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, Limited, StreamBody};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::{
     admission::{Admission, Attributes},
@@ -30,6 +30,7 @@ use crate::{
     journal::{Journal, Record},
     patch::{self, PatchType},
     semantics::Endpoint,
+    table,
 };
 use route::{Query, Route};
 
@@ -560,6 +561,32 @@ impl ApiService {
                     return Ok(Answer::Watch(rx));
                 }
                 Ok(Answer::Watch(api.watch(&t, &list)?))
+            }
+            (&Method::GET, collection) if table::wanted(&header_of(parts, header::ACCEPT)) => {
+                let reply = if collection {
+                    api.list(t, &q.list)?
+                } else {
+                    api.get(t)?
+                };
+                let body: Value = serde_json::from_slice(&reply.body)
+                    .map_err(|e| ApiError::internal(format!("a stored object is not JSON: {e}")))?;
+                let (items, meta) = if collection {
+                    (
+                        body["items"].as_array().cloned().unwrap_or_default(),
+                        body.get("metadata").cloned().unwrap_or_else(|| json!({})),
+                    )
+                } else {
+                    let rv = body.pointer("/metadata/resourceVersion").cloned();
+                    (vec![body], json!({"resourceVersion": rv}))
+                };
+                Ok(Answer::value(table::table(
+                    &t.kind,
+                    &t.version,
+                    &items,
+                    meta,
+                    q.include_object.as_deref(),
+                    api.clock.now(),
+                )))
             }
             (&Method::GET, true) => Ok(Answer::reply(api.list(t, &q.list)?)),
             (&Method::GET, false) => Ok(Answer::reply(api.get(t)?)),
