@@ -7,11 +7,15 @@
 //! client-side `apply` of a built-in removing a field on the second apply,
 //! `replace -f`, `api-resources` and `api-versions`.
 //!
-//! Left to part 2 (issue "Fake API server, part 2"), because they need
-//! features that part adds: server-side Table output (`kubectl get` prints
-//! only NAME/AGE until then, and no CRD printer columns), `kubectl create
-//! <generator>` and `kubectl run` (they send protobuf bodies),
-//! `apply --server-side`, `explain` of built-in kinds, and `describe`.
+//! Part 2: `get` as Tables (built-in columns for pods, namespaces, events;
+//! CRD printer columns; `-o wide`; `--show-labels`), `describe` of a custom
+//! resource and of a pod with its Events, `explain` of a custom resource,
+//! `wait --for=delete`, strict field validation of `create` and pruning
+//! with a warning on `patch`. Admission webhooks called on kubectl's writes
+//! are in `tests/admission.rs`.
+//!
+//! Still missing: `kubectl create <generator>` and `kubectl run` (they send
+//! protobuf bodies, refused with 415) and `apply --server-side`.
 
 use std::{
     io::{BufRead, BufReader},
@@ -548,4 +552,106 @@ fn load_should_apply_manifests_at_start() {
     assert!(c
         .kubectl(&["get", "cm", "-n", "kube-system", "-o", "name"])
         .contains("configmap/cfg"));
+}
+
+/// What `kubectl get` prints comes from the server's Table: built-in
+/// columns, CRD printer columns, `-o wide` and `--show-labels`; `describe`
+/// shows an object's Events; `explain` reads the CRD schema; `wait
+/// --for=delete` sees an object go.
+#[test]
+fn kubectl_should_print_tables_describe_and_wait() {
+    let c = Cluster::start_with(&["--load", "examples/crd.yaml"]);
+    c.kubectl(&["apply", "-f", "examples/obj.yaml"]);
+    let kex = c.kubectl(&["get", "kex"]);
+    let header: Vec<&str> = kex.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "DURATION", "MESSAGE"], "{kex}");
+    assert!(
+        kex.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("kopf-example-1   1m"),
+        "{kex}"
+    );
+    let labelled = c.kubectl(&["get", "kex", "--show-labels"]);
+    assert!(labelled.contains("somelabel=somevalue"), "{labelled}");
+
+    let namespaces = c.kubectl(&["get", "ns"]);
+    assert!(namespaces.starts_with("NAME"), "{namespaces}");
+    assert!(
+        namespaces.contains("STATUS") && namespaces.contains("default           Active"),
+        "{namespaces}"
+    );
+
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default, labels: {app: web}}\nspec:\n  nodeName: node-1\n  containers: [{name: main, image: nginx}]\n",
+    );
+    let pods = c.kubectl(&["get", "pods"]);
+    let header: Vec<&str> = pods.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{pods}"
+    );
+    assert!(pods.contains("web    0/1     Pending   0"), "{pods}");
+    let wide = c.kubectl(&["get", "pods", "-o", "wide"]);
+    assert!(
+        wide.lines().next().unwrap().contains("NODE") && wide.contains("node-1"),
+        "{wide}"
+    );
+
+    // An Event about the pod: listed by `get events`, shown by `describe`.
+    let uid = c.json(&["get", "pod", "web"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: Event\nmetadata: {{name: web.1, namespace: default}}\ninvolvedObject: {{kind: Pod, name: web, namespace: default, apiVersion: v1, uid: {uid}}}\nreason: Scheduled\nmessage: assigned to node-1\ntype: Normal\nsource: {{component: scheduler}}\ncount: 1\n"
+        ),
+    );
+    let events = c.kubectl(&["get", "events"]);
+    let header: Vec<&str> = events.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{events}"
+    );
+    assert!(
+        events.contains("Normal   Scheduled   pod/web   assigned to node-1"),
+        "{events}"
+    );
+    let described = c.kubectl(&["describe", "pod", "web"]);
+    assert!(
+        described.contains("Normal  Scheduled") && described.contains("assigned to node-1"),
+        "{described}"
+    );
+    let described = c.kubectl(&["describe", "kex", "kopf-example-1"]);
+    assert!(
+        described.contains("Kind:         KopfExample"),
+        "{described}"
+    );
+    assert!(described.contains("Duration:  1m"), "{described}");
+
+    let explained = c.kubectl(&["explain", "kex"]);
+    assert!(explained.contains("KIND:       KopfExample"), "{explained}");
+
+    // wait --for=delete returns once the object is gone.
+    c.kubectl(&["delete", "kex", "kopf-example-1", "--wait=false"]);
+    let waited = c.kubectl(&[
+        "wait",
+        "--for=delete",
+        "kex/kopf-example-1",
+        "--timeout=10s",
+    ]);
+    assert!(
+        waited.contains("condition met") || waited.is_empty(),
+        "{waited}"
+    );
+    let gone = c
+        .command(&["get", "kex", "kopf-example-1"])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success());
 }
