@@ -354,7 +354,11 @@ pub fn jsonpath(obj: &Value, path: &str) -> Vec<Value> {
                     .flat_map(|v| v.as_array().cloned().unwrap_or_default())
                     .filter(|item| match item.get(field) {
                         Some(Value::String(s)) => wanted.is_empty() || s == wanted,
-                        Some(other) => wanted.is_empty() || other.to_string() == wanted,
+                        Some(other) => {
+                            wanted.is_empty()
+                                || serde_json::from_str::<Value>(wanted).ok().as_ref()
+                                    == Some(other)
+                        }
                         None => false,
                     })
                     .collect()
