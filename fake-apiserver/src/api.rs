@@ -141,6 +141,9 @@ pub struct Api {
     /// Time source.
     pub clock: Clock,
     bookmark_interval: Duration,
+    /// Whether any object with owner references was written (the garbage
+    /// collector looks for dependents only then).
+    pub(crate) owned: std::sync::atomic::AtomicBool,
 }
 
 const CRD_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
@@ -170,6 +173,7 @@ impl Api {
             hub,
             clock: settings.clock,
             bookmark_interval: settings.bookmark_interval,
+            owned: Default::default(),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
@@ -590,6 +594,9 @@ impl Api {
             obj["metadata"]["name"] = Value::String(name.clone());
             let unknown_fields = self.apply_schema(t, &mut obj)?;
             self.validate(t, &obj)?;
+            if crate::gc::has_owners(&obj) {
+                self.owned.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             let now = self.clock.rfc3339();
             semantics::prepare_create(
                 &t.kind,
@@ -706,7 +713,7 @@ impl Api {
 
     /// The shared path of update and patch: `make` turns the current object
     /// into the client's intended object, then the update rules apply.
-    fn replace_with(
+    pub(crate) fn replace_with(
         &self,
         t: &Target,
         endpoint: Endpoint,
@@ -741,6 +748,9 @@ impl Api {
                 self.validate(t, &new)?;
             }
             new["apiVersion"] = Value::String(storage_api_version.clone());
+            if crate::gc::has_owners(&new) {
+                self.owned.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             if semantics::is_deleting(&new) && semantics::finalizers(&new).is_empty() && !has_spec_finalizers(&t.kind, &new) {
                 removed = true;
                 return Ok(Change::Delete);
@@ -756,7 +766,7 @@ impl Api {
                 let obj = w.object.ok_or_else(|| self.not_found(t))?;
                 let body = self.render(t, &obj);
                 if removed && w.event.is_some() {
-                    self.on_removed(&t.kind, &t.namespace, &t.name);
+                    self.on_removed(&t.kind, &t.namespace, &t.name, &obj.value());
                 } else if is_crd(&t.kind) && w.event.is_some() {
                     self.establish_crd(&t.name);
                 }
@@ -832,6 +842,22 @@ impl Api {
                 }
             }
             let mut blocking = !semantics::finalizers(&obj).is_empty() || has_spec_finalizers(&t.kind, &obj);
+            // Foreground and Orphan deletions wait for the collector.
+            let gc_finalizer = match opts.propagation.as_deref() {
+                Some("Foreground") => Some(crate::gc::FOREGROUND),
+                Some("Orphan") => Some(crate::gc::ORPHAN),
+                _ => None,
+            };
+            if let Some(f) = gc_finalizer.filter(|_| !is_namespace(&t.kind) && !is_crd(&t.kind)) {
+                blocking = true;
+                let meta = obj["metadata"].as_object_mut().ok_or_else(|| ApiError::internal("no metadata"))?;
+                let list = meta.entry("finalizers").or_insert_with(|| json!([]));
+                if let Some(list) = list.as_array_mut() {
+                    if !list.iter().any(|x| x == f) {
+                        list.push(json!(f));
+                    }
+                }
+            }
             if is_crd(&t.kind) && custom_objects > 0 {
                 {
                     blocking = true;
@@ -862,8 +888,9 @@ impl Api {
             Committed::Written(w) => w,
         };
         let obj = written.object.ok_or_else(|| self.not_found(t))?;
+        let policy = opts.propagation.as_deref().unwrap_or("Background");
         if removed {
-            self.on_removed(&t.kind, &t.namespace, &t.name);
+            self.on_removed(&t.kind, &t.namespace, &t.name, &obj.value());
             if t.kind.custom {
                 return Ok(Reply::ok(self.render(t, &obj)));
             }
@@ -879,6 +906,15 @@ impl Api {
             self.empty_namespace(&t.name);
         } else if is_crd(&t.kind) {
             self.empty_crd(&obj.value());
+        } else {
+            self.collect(t, &obj.value(), policy, false);
+            // The collector may have let it go already.
+            if self.store.get(&t.kind.key, &t.namespace, &t.name).is_none() {
+                return Ok(Reply::ok(body));
+            }
+            if let Ok(reply) = self.get(t) {
+                return Ok(reply);
+            }
         }
         Ok(Reply::ok(body))
     }
@@ -1067,7 +1103,11 @@ impl Api {
     }
 
     /// Runs what follows an object really being removed.
-    fn on_removed(&self, kind: &Kind, namespace: &str, name: &str) {
+    fn on_removed(&self, kind: &Kind, namespace: &str, name: &str, removed: &Value) {
+        self.collect_removed(
+            semantics::meta_str(removed, "uid").unwrap_or_default(),
+            removed,
+        );
         if is_crd(kind) {
             if let Some(k) = self
                 .resources

@@ -37,6 +37,7 @@
 //!   finalizers) and the patch formats, as pure functions.
 //! - [`watch`]: fan-out of store events (and injected ones) to watchers.
 //! - [`api`]: the verbs, each an atomic store write applying the rules.
+//! - [`gc`]: garbage collection of dependents (ownerReferences).
 //! - [`table`]: Table output for `kubectl get` (columns, printer columns).
 //! - `admission`: call-outs to the admission webhooks of the stored
 //!   webhook configurations (mutating, then validating).
@@ -55,6 +56,7 @@ pub mod api;
 pub mod clock;
 pub mod crd;
 pub mod error;
+pub mod gc;
 mod http;
 pub mod inject;
 pub mod journal;
