@@ -259,5 +259,122 @@ fn journal_overhead(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, startup, crud, list, watch_fanout, journal_overhead);
+/// A Deployment with three containers, each with a few env vars.
+fn deployment() -> serde_json::Value {
+    let containers: Vec<serde_json::Value> = (0..3)
+        .map(|i| {
+            json!({"name": format!("c{i}"), "image": "nginx:1",
+                   "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+                   "ports": [{"containerPort": 8080 + i, "protocol": "TCP"}]})
+        })
+        .collect();
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": "web", "namespace": "default"},
+           "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}},
+                                 "spec": {"containers": containers}}}})
+}
+
+fn patches(c: &mut Criterion) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let rt = runtime();
+    let _inside = rt.enter();
+    let server = FakeApiServer::new();
+    let api: Api<Deployment> = Api::default_namespaced(server.client());
+    rt.block_on(async {
+        let d: Deployment = serde_json::from_value(deployment()).unwrap();
+        api.create(&PostParams::default(), &d).await.unwrap();
+    });
+    let mut group = c.benchmark_group("kube::Api<Deployment> patches");
+    group.throughput(Throughput::Elements(1));
+    let mut v = 0u64;
+    group.bench_function("strategic merge patch (one container's image and env, merged by name)", |b| {
+        b.to_async(&rt).iter(|| {
+            v += 1;
+            let patch = json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "c1", "image": format!("nginx:{v}"), "env": [{"name": "B", "value": v.to_string()}]}]}}}});
+            let api = api.clone();
+            async move {
+                api.patch("web", &PatchParams::default(), &Patch::Strategic(patch))
+                    .await
+                    .unwrap()
+            }
+        })
+    });
+    let mut w = 0u64;
+    group.bench_function("client-side apply (strategic merge with last-applied-configuration)", |b| {
+        b.to_async(&rt).iter(|| {
+            w += 1;
+            let mut applied = deployment();
+            applied["spec"]["replicas"] = json!(1 + w % 3);
+            let mut patch = json!({"spec": {"replicas": 1 + w % 3},
+                "metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": applied.to_string()}}});
+            patch["spec"]["template"] = applied["spec"]["template"].clone();
+            let api = api.clone();
+            async move {
+                api.patch("web", &PatchParams::default(), &Patch::Strategic(patch))
+                    .await
+                    .unwrap()
+            }
+        })
+    });
+    group.finish();
+}
+
+fn namespace_deletion(c: &mut Criterion) {
+    use k8s_openapi::api::core::v1::Namespace;
+    let rt = runtime();
+    let mut group = c.benchmark_group("namespace deletion");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(10_000));
+    group.bench_function("a namespace of 10,000 ConfigMaps, until it is gone", |b| {
+        b.to_async(&rt).iter_batched(
+            || {
+                let server = FakeApiServer::builder().history(30_000).build();
+                server
+                    .load_str(
+                        "apiVersion: v1\nkind: Namespace\nmetadata: {name: doomed}\n",
+                        "ns",
+                    )
+                    .unwrap();
+                let api = server.api().clone();
+                let kind = api.resources.lookup("", "v1", "configmaps").unwrap();
+                let t = fake_apiserver::api::Target {
+                    kind,
+                    version: "v1".into(),
+                    namespace: "doomed".into(),
+                    name: String::new(),
+                };
+                for i in 0..10_000 {
+                    let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": format!("cm-{i:05}")}, "data": {"k": "v"}});
+                    api.create(&t, body, false).unwrap();
+                }
+                server
+            },
+            |server| async move {
+                let namespaces: Api<Namespace> = Api::all(server.client());
+                namespaces
+                    .delete("doomed", &Default::default())
+                    .await
+                    .unwrap();
+                assert!(namespaces.get_opt("doomed").await.unwrap().is_none());
+                server
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    startup,
+    crud,
+    list,
+    watch_fanout,
+    journal_overhead,
+    patches,
+    namespace_deletion
+);
 criterion_main!(benches);
