@@ -655,3 +655,58 @@ fn kubectl_should_print_tables_describe_and_wait() {
         .unwrap();
     assert!(!gone.status.success());
 }
+
+/// `kubectl apply --server-side`: ownership per field manager, conflicts
+/// reported by kubectl, `--force-conflicts`, and fields an applier drops.
+#[test]
+fn kubectl_should_apply_server_side() {
+    let c = Cluster::start();
+    let first = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, namespace: default, labels: {a: \"1\"}}\ndata: {alpha: \"1\", beta: \"2\"}\n";
+    let out = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], first);
+    assert!(out.contains("configmap/cfg serverside-applied"), "{out}");
+    let other = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, namespace: default}\ndata: {alpha: \"9\"}\n";
+    let mut refused = c
+        .command(&["apply", "--server-side", "--field-manager=other", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut refused.stdin.take().unwrap(), other.as_bytes()).unwrap();
+    let refused = refused.wait_with_output().unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(
+            r#"Apply failed with 1 conflict: conflict with "kubectl" using v1: .data.alpha"#
+        ),
+        "{err}"
+    );
+    c.kubectl_stdin(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=other",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        other,
+    );
+    let cm = c.json(&["get", "cm", "cfg", "--show-managed-fields"]);
+    assert_eq!(cm["data"], serde_json::json!({"alpha": "9", "beta": "2"}));
+    let managers: Vec<&str> = cm["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["manager"].as_str())
+        .collect();
+    assert_eq!(managers, ["kubectl", "other"]);
+    // The first applier drops both keys: beta goes (its alone), alpha stays.
+    c.kubectl_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, namespace: default, labels: {a: \"1\"}}\ndata: {}\n",
+    );
+    let cm = c.json(&["get", "cm", "cfg"]);
+    assert_eq!(cm["data"], serde_json::json!({"alpha": "9"}));
+}

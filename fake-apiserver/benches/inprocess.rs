@@ -318,6 +318,27 @@ fn patches(c: &mut Criterion) {
             }
         })
     });
+    let mut x = 0u64;
+    group.bench_function(
+        "server-side apply (the whole Deployment, one field manager)",
+        |b| {
+            b.to_async(&rt).iter(|| {
+                x += 1;
+                let mut applied = deployment();
+                applied["spec"]["replicas"] = json!(1 + x % 3);
+                let api = api.clone();
+                async move {
+                    api.patch(
+                        "web",
+                        &PatchParams::apply("bench").force(),
+                        &Patch::Apply(applied),
+                    )
+                    .await
+                    .unwrap()
+                }
+            })
+        },
+    );
     group.finish();
 }
 

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::{
+    apply,
     clock::Clock,
     crd,
     error::{ApiError, Cause},
@@ -147,6 +148,10 @@ pub struct Api {
 }
 
 const CRD_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
+
+/// The "manager" of a server-side apply's own write (which records its
+/// ownership itself).
+pub(crate) const APPLIED: &str = "\u{0}applied";
 const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
 fn is_crd(kind: &Kind) -> bool {
@@ -540,7 +545,18 @@ impl Api {
     }
 
     /// CREATE (POST to the collection).
-    pub fn create(&self, t: &Target, mut body: Value, dry_run: bool) -> Result<Reply, ApiError> {
+    pub fn create(&self, t: &Target, body: Value, dry_run: bool) -> Result<Reply, ApiError> {
+        self.create_as(t, body, dry_run, None)
+    }
+
+    /// CREATE recording `manager` as the owner of every field it sets.
+    pub fn create_as(
+        &self,
+        t: &Target,
+        mut body: Value,
+        dry_run: bool,
+        manager: Option<&str>,
+    ) -> Result<Reply, ApiError> {
         self.check_body_kind(t, &body)?;
         if !body.get("metadata").is_some_and(Value::is_object) {
             body["metadata"] = json!({});
@@ -598,6 +614,21 @@ impl Api {
                 self.owned.store(true, std::sync::atomic::Ordering::Relaxed);
             }
             let now = self.clock.rfc3339();
+            if let Some(manager) = manager.filter(|m| *m != APPLIED) {
+                let api_version = t.kind.api_version(&t.version);
+                apply::record_update(
+                    None,
+                    &mut obj,
+                    &apply::Request {
+                        manager,
+                        force: false,
+                        api_version: &api_version,
+                        now: &now,
+                        subresource: None,
+                    },
+                    &self.lists(t),
+                );
+            }
             semantics::prepare_create(
                 &t.kind,
                 &t.version,
@@ -659,8 +690,103 @@ impl Api {
         endpoint: Endpoint,
         dry_run: bool,
     ) -> Result<Reply, ApiError> {
+        self.update_as(t, body, endpoint, dry_run, None)
+    }
+
+    /// UPDATE recording `manager` as the owner of the fields it changes.
+    pub fn update_as(
+        &self,
+        t: &Target,
+        body: Value,
+        endpoint: Endpoint,
+        dry_run: bool,
+        manager: Option<&str>,
+    ) -> Result<Reply, ApiError> {
         self.check_body_kind(t, &body)?;
-        self.replace_with(t, endpoint, dry_run, |_| Ok(body))
+        self.replace_with(t, endpoint, dry_run, manager, |_| Ok(body))
+    }
+
+    /// How server-side apply merges lists of this kind.
+    fn lists<'a>(&self, t: &'a Target) -> apply::Lists<'a> {
+        static NO_SCHEMA: Value = Value::Null;
+        apply::Lists {
+            schema: if t.kind.custom {
+                Some(
+                    t.kind
+                        .versions
+                        .iter()
+                        .find(|v| v.name == t.version)
+                        .and_then(|v| v.schema.as_ref())
+                        .unwrap_or(&NO_SCHEMA),
+                )
+            } else {
+                None
+            },
+        }
+    }
+
+    /// Server-side apply (`application/apply-patch+yaml`): merges the
+    /// configuration as `manager`'s, creating the object if needed.
+    ///
+    /// # Errors
+    /// 409 listing the fields other managers own (unless `force`), and the
+    /// errors of create and update.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_patch(
+        &self,
+        t: &Target,
+        body: &[u8],
+        manager: Option<&str>,
+        force: bool,
+        endpoint: Endpoint,
+        dry_run: bool,
+    ) -> Result<Reply, ApiError> {
+        let Some(manager) = manager.filter(|m| !m.is_empty()) else {
+            return Err(ApiError::bad_request(
+                "PATCH requests with application/apply-patch+yaml must specify a fieldManager",
+            ));
+        };
+        let config: Value = serde_yaml::from_slice::<serde_yaml::Value>(body)
+            .ok()
+            .and_then(|y| serde_json::to_value(y).ok())
+            .filter(Value::is_object)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "error decoding YAML: the apply configuration is not an object",
+                )
+            })?;
+        self.check_body_kind(t, &config)?;
+        if let Some(name) = semantics::meta_str(&config, "name").filter(|n| !n.is_empty()) {
+            if name != t.name {
+                return Err(ApiError::bad_request(
+                    "the name of the object does not match the name on the URL",
+                ));
+            }
+        }
+        let now = self.clock.rfc3339();
+        let api_version = t.kind.api_version(&t.version);
+        let req = apply::Request {
+            manager,
+            force,
+            api_version: &api_version,
+            now: &now,
+            subresource: (endpoint == Endpoint::Status).then_some("status"),
+        };
+        let lists = self.lists(t);
+        if self.store.get(&t.kind.key, &t.namespace, &t.name).is_none() {
+            let mut fresh = apply::apply(None, &config, &req, &lists)?;
+            fresh["metadata"]["name"] = json!(t.name);
+            fresh["apiVersion"] = json!(api_version);
+            fresh["kind"] = json!(t.kind.kind);
+            let collection = Target {
+                name: String::new(),
+                ..t.clone()
+            };
+            return self.create(&collection, fresh, dry_run);
+        }
+        self.replace_with(t, endpoint, dry_run, Some(APPLIED), |current| {
+            apply::apply(Some(current), &config, &req, &lists)
+        })
     }
 
     /// PATCH the object or its status.
@@ -672,6 +798,20 @@ impl Api {
         endpoint: Endpoint,
         dry_run: bool,
     ) -> Result<Reply, ApiError> {
+        self.patch_as(t, ptype, patch_body, endpoint, dry_run, None)
+    }
+
+    /// PATCH recording `manager` as the owner of the fields it changes (for
+    /// an apply patch, the applier; see [`Api::apply_patch`]).
+    pub fn patch_as(
+        &self,
+        t: &Target,
+        ptype: PatchType,
+        patch_body: &[u8],
+        endpoint: Endpoint,
+        dry_run: bool,
+        manager: Option<&str>,
+    ) -> Result<Reply, ApiError> {
         match ptype {
             PatchType::Strategic if t.kind.custom => {
                 return Err(ApiError::unsupported_media_type(
@@ -680,27 +820,21 @@ impl Api {
                 ))
             }
             PatchType::Apply => {
-                let accepted: &[&str] = if t.kind.custom {
-                    &patch::CUSTOM_PATCH_TYPES[..2]
-                } else {
-                    &patch::BUILTIN_PATCH_TYPES[..3]
-                };
-                return Err(ApiError::unsupported_media_type(
-                    "application/apply-patch+yaml",
-                    accepted,
-                ));
+                return self.apply_patch(t, patch_body, manager, false, endpoint, dry_run);
             }
             _ => {}
         }
         let api_version = t.kind.api_version(&t.version);
-        self.replace_with(t, endpoint, dry_run, |current| {
+        self.replace_with(t, endpoint, dry_run, manager, |current| {
             let mut current = current.clone();
             current["apiVersion"] = Value::String(api_version.clone());
             let patched = match ptype {
                 PatchType::Json => patch::apply_json_patch(&current, patch_body)?,
                 PatchType::Merge => patch::apply_merge_patch(&current, patch_body)?,
                 PatchType::Strategic => patch::apply_strategic_patch(&current, patch_body)?,
-                PatchType::Apply => unreachable!("refused above"),
+                PatchType::Apply => {
+                    return Err(ApiError::internal("apply patches go through apply_patch"))
+                }
             };
             if !patched.is_object() {
                 return Err(ApiError::bad_request(
@@ -718,6 +852,7 @@ impl Api {
         t: &Target,
         endpoint: Endpoint,
         dry_run: bool,
+        manager: Option<&str>,
         make: impl FnOnce(&Value) -> Result<Value, ApiError>,
     ) -> Result<Reply, ApiError> {
         if endpoint == Endpoint::Status && !t.kind.has_status(&t.version) {
@@ -744,6 +879,25 @@ impl Api {
             // fields changes nothing (no generation bump, no new version).
             unknown_fields = self.apply_schema(t, &mut new)?;
             semantics::prepare_update(&t.kind, &t.version, &old, &mut new, endpoint)?;
+            // Field ownership: by the request's manager, or kept up to date
+            // once an object has it (server-side apply records its own).
+            let tracked = old.pointer("/metadata/managedFields").is_some();
+            if manager != Some(APPLIED) && (manager.is_some() || tracked) {
+                let now = self.clock.rfc3339();
+                let api_version = t.kind.api_version(&t.version);
+                apply::record_update(
+                    Some(&old),
+                    &mut new,
+                    &apply::Request {
+                        manager: manager.unwrap_or("unknown"),
+                        force: false,
+                        api_version: &api_version,
+                        now: &now,
+                        subresource: (endpoint == Endpoint::Status).then_some("status"),
+                    },
+                    &self.lists(t),
+                );
+            }
             if endpoint == Endpoint::Main {
                 self.validate(t, &new)?;
             }

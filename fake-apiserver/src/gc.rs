@@ -122,7 +122,7 @@ impl Api {
         t: &Target,
         change: impl FnOnce(&Value) -> Value,
     ) -> Result<crate::api::Reply, crate::error::ApiError> {
-        self.replace_with(t, Endpoint::Main, false, |old| Ok(change(old)))
+        self.replace_with(t, Endpoint::Main, false, None, |old| Ok(change(old)))
     }
 
     /// After `owner` (deleted with `policy`) was marked or removed.

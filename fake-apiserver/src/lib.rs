@@ -37,6 +37,7 @@
 //!   finalizers) and the patch formats, as pure functions.
 //! - [`watch`]: fan-out of store events (and injected ones) to watchers.
 //! - [`api`]: the verbs, each an atomic store write applying the rules.
+//! - [`apply`]: server-side apply and field ownership (managedFields).
 //! - [`gc`]: garbage collection of dependents (ownerReferences).
 //! - [`table`]: Table output for `kubectl get` (columns, printer columns).
 //! - `admission`: call-outs to the admission webhooks of the stored
@@ -53,6 +54,7 @@
 
 mod admission;
 pub mod api;
+pub mod apply;
 pub mod clock;
 pub mod crd;
 pub mod error;

@@ -109,6 +109,17 @@ enum ListStrategy {
     Key(&'static str),
 }
 
+/// How server-side apply treats the list at `path` of a built-in kind:
+/// merged by this key (`Some(Some(key))`), as a set of values
+/// (`Some(None)`), or atomic (`None`).
+pub(crate) fn apply_list_key(path: &[String]) -> Option<Option<&'static str>> {
+    match list_strategy(path) {
+        ListStrategy::Key(k) => Some(Some(k)),
+        ListStrategy::Primitives => Some(None),
+        ListStrategy::Replace => None,
+    }
+}
+
 /// The patch strategy of the list at `path` in built-in kinds (from the Go
 /// types' `patchStrategy`/`patchMergeKey` tags).
 fn list_strategy(path: &[String]) -> ListStrategy {

@@ -431,7 +431,11 @@ pub fn prepare_update(
     }
     if endpoint == Endpoint::Status {
         let status = new.get("status").cloned();
+        let managed = new.pointer("/metadata/managedFields").cloned();
         let mut merged = old.clone();
+        if let Some(managed) = managed {
+            meta_mut(&mut merged).insert("managedFields".into(), managed);
+        }
         match (merged.as_object_mut(), status) {
             (Some(o), Some(s)) => {
                 o.insert("status".into(), s);
@@ -465,7 +469,6 @@ pub fn prepare_update(
         "deletionGracePeriodSeconds",
         "generation",
         "namespace",
-        "managedFields",
     ] {
         match old_meta.get(field) {
             Some(v) => {
@@ -474,6 +477,13 @@ pub fn prepare_update(
             None => {
                 new_meta.remove(field);
             }
+        }
+    }
+    // Field ownership: what the write says (server-side apply computes it),
+    // else what the object had.
+    if !new_meta.contains_key("managedFields") {
+        if let Some(v) = old_meta.get("managedFields") {
+            new_meta.insert("managedFields".into(), v.clone());
         }
     }
     new_meta.remove("selfLink");

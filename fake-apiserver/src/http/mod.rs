@@ -435,12 +435,20 @@ impl ApiService {
         let (operation, trial, old) = match parts.method {
             Method::POST => {
                 let obj = decode_object(&body, &content_type)?;
-                ("CREATE", Some(api.create(t, obj, true)?), None)
+                (
+                    "CREATE",
+                    Some(api.create_as(t, obj, true, q.field_manager.as_deref())?),
+                    None,
+                )
             }
             Method::PUT => {
                 let old = parse(&api.get(t)?);
                 let obj = decode_object(&body, &content_type)?;
-                ("UPDATE", Some(api.update(t, obj, endpoint, true)?), old)
+                (
+                    "UPDATE",
+                    Some(api.update_as(t, obj, endpoint, true, q.field_manager.as_deref())?),
+                    old,
+                )
             }
             Method::PATCH => {
                 let old = parse(&api.get(t)?);
@@ -453,7 +461,18 @@ impl ApiService {
                     .ok_or_else(|| ApiError::unsupported_media_type(&content_type, accepted))?;
                 (
                     "UPDATE",
-                    Some(api.patch(t, ptype, &body, endpoint, true)?),
+                    Some(if ptype == PatchType::Apply {
+                        api.apply_patch(
+                            t,
+                            &body,
+                            q.field_manager.as_deref(),
+                            q.force,
+                            endpoint,
+                            true,
+                        )?
+                    } else {
+                        api.patch_as(t, ptype, &body, endpoint, true, q.field_manager.as_deref())?
+                    }),
                     old,
                 )
             }
@@ -461,6 +480,9 @@ impl ApiService {
             _ => return Err(ApiError::method_not_allowed()),
         };
         let code = trial.as_ref().map_or(200, |r| r.code);
+        // The trial recorded field ownership already (an apply's, or the
+        // manager's update): the final write keeps it as it is.
+        let manager = Some(crate::api::APPLIED);
         if let Some(trial) = trial.as_ref().filter(|_| q.strict) {
             strict(trial)?;
         }
@@ -495,7 +517,7 @@ impl ApiService {
                         meta.remove(generated);
                     }
                 }
-                api.create(t, obj, false)?
+                api.create_as(t, obj, false, manager)?
             }
             (_, Some(mut obj)) => {
                 // The version the webhooks saw, or a conflict.
@@ -505,7 +527,7 @@ impl ApiService {
                 {
                     obj["metadata"]["resourceVersion"] = rv.clone();
                 }
-                api.update(t, obj, endpoint, false)?
+                api.update_as(t, obj, endpoint, false, manager)?
             }
             (_, None) => return Err(ApiError::internal("admission lost the object")),
         };
@@ -592,11 +614,15 @@ impl ApiService {
             (&Method::GET, false) => Ok(Answer::reply(api.get(t)?)),
             (&Method::POST, true) => {
                 let body = decode_object(&body, &content_type)?;
-                checked(q, |dry| api.create(t, body.clone(), dry))
+                let manager = q.field_manager.as_deref();
+                checked(q, |dry| api.create_as(t, body.clone(), dry, manager))
             }
             (&Method::PUT, false) => {
                 let body = decode_object(&body, &content_type)?;
-                checked(q, |dry| api.update(t, body.clone(), endpoint, dry))
+                let manager = q.field_manager.as_deref();
+                checked(q, |dry| {
+                    api.update_as(t, body.clone(), endpoint, dry, manager)
+                })
             }
             (&Method::PATCH, false) => {
                 let accepted = if t.kind.custom {
@@ -606,7 +632,15 @@ impl ApiService {
                 };
                 let ptype = PatchType::from_content_type(&content_type)
                     .ok_or_else(|| ApiError::unsupported_media_type(&content_type, accepted))?;
-                checked(q, |dry| api.patch(t, ptype, &body, endpoint, dry))
+                let manager = q.field_manager.as_deref();
+                if ptype == PatchType::Apply {
+                    return checked(q, |dry| {
+                        api.apply_patch(t, &body, manager, q.force, endpoint, dry)
+                    });
+                }
+                checked(q, |dry| {
+                    api.patch_as(t, ptype, &body, endpoint, dry, manager)
+                })
             }
             (&Method::DELETE, false) => {
                 let opts = delete_options(&body, q)?;

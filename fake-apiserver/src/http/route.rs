@@ -110,6 +110,8 @@ pub(crate) struct Query {
     pub(crate) strict: bool,
     /// `fieldValidation=Ignore`: unknown fields are pruned silently.
     pub(crate) ignore_unknown: bool,
+    /// `force=true` (server-side apply takes conflicting fields over).
+    pub(crate) force: bool,
 }
 
 fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
@@ -163,6 +165,7 @@ pub(crate) fn parse_query(query: &str, field_labels: &[&str]) -> Result<Query, A
             "propagationPolicy" => q.delete.propagation = Some(value.into_owned()),
             "includeObject" => q.include_object = Some(value.into_owned()),
             "fieldManager" => q.field_manager = Some(value.into_owned()),
+            "force" => q.force = parse_bool("force", &value)?,
             "fieldValidation" => match value.as_ref() {
                 "Strict" => q.strict = true,
                 "Ignore" => q.ignore_unknown = true,
