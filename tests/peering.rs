@@ -221,3 +221,53 @@ async fn example_06_peering_should_handle_objects() {
     assert_eq!(r.outcome().count("create_fn", "succeeded"), 1);
     r.stop().await.unwrap();
 }
+
+/// Serving namespaces (not the cluster): a KopfPeering in each; a live
+/// higher-priority peer in any of them pauses the operator.
+#[tokio::test(start_paused = true)]
+async fn namespaced_peering_should_pause_for_a_peer_in_any_namespace() {
+    let cluster = Cluster::new();
+    cluster.apply(CRD).unwrap();
+    cluster.apply(PEERING).unwrap();
+    cluster
+        .apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: other}\n---\napiVersion: kopf.dev/v1\nkind: KopfPeering\nmetadata: {name: default, namespace: other}\n")
+        .unwrap();
+    let mut op = runner(&cluster, "mine", 0);
+    op.settings_mut().watching.namespaces = vec!["default".into(), "other".into()];
+    op.start().await.unwrap();
+    op.settle().await.unwrap();
+    for ns in ["default", "other"] {
+        let peering = cluster.get("kopfpeerings.kopf.dev", ns, "default").unwrap();
+        assert!(peering["status"].get("mine").is_some(), "{ns}: {peering}");
+    }
+    let lastseen = cluster
+        .get("kopfpeerings.kopf.dev", "other", "default")
+        .unwrap()["status"]["mine"]["lastseen"]
+        .clone();
+    cluster
+        .patch(
+            "kopfpeerings.kopf.dev",
+            "other",
+            "default",
+            &json!({"status": {"boss": {"priority": 10, "lifetime": 60, "lastseen": lastseen}}}),
+        )
+        .unwrap();
+    op.settle().await.unwrap();
+    assert!(
+        op.output()
+            .contains("Pausing operations in favour of [<Peer boss"),
+        "{}",
+        op.output()
+    );
+    cluster.apply(&object("waiting")).unwrap();
+    op.settle().await.unwrap();
+    assert!(owner(&cluster, "waiting").is_null(), "paused");
+    op.advance(Duration::from_secs(61)).await;
+    op.settle().await.unwrap();
+    assert_eq!(
+        owner(&cluster, "waiting"),
+        "mine",
+        "resumed once the boss expired"
+    );
+    op.stop().await.unwrap();
+}

@@ -495,16 +495,24 @@ impl Operator {
             .await?;
         // Peering (or a Lease) decides when this instance pauses.
         let paused = Arc::new(watch::Sender::new(false));
-        let peering_namespace =
+        // Cluster-wide peering for the whole cluster (or globs), else a
+        // KopfPeering in each served namespace.
+        let peering_namespaces: Vec<Option<String>> =
             if settings.watching.namespaces.is_empty() || settings.watching.has_globs() {
-                None
+                vec![None]
             } else {
-                settings.watching.namespaces.first().cloned()
+                settings
+                    .watching
+                    .namespaces
+                    .iter()
+                    .cloned()
+                    .map(Some)
+                    .collect()
             };
-        tasks.spawn(crate::peering::run(
+        tasks.spawn(crate::peering::run_all(
             client.clone(),
             settings.clone(),
-            peering_namespace,
+            peering_namespaces,
             paused.clone(),
             stop_rx.clone(),
         ));

@@ -157,8 +157,57 @@ struct Place {
     scope: String,
 }
 
+/// Runs peering for every served namespace (`None`: the whole cluster)
+/// until `stop`: the operator is paused while any of them says so. A Lease
+/// is one for all.
+pub(crate) async fn run_all(
+    client: Client,
+    settings: Settings,
+    namespaces: Vec<Option<String>>,
+    paused: Arc<watch::Sender<bool>>,
+    stop: watch::Receiver<bool>,
+) {
+    if namespaces.len() <= 1 || settings.peering.lease.is_some() {
+        let namespace = namespaces.into_iter().next().flatten();
+        return run(client, settings, namespace, paused, stop).await;
+    }
+    // One peering per namespace, each with its own flag; observers hear
+    // the combined one.
+    let mut quiet = settings.clone();
+    quiet.observer = None;
+    let flags: Vec<Arc<watch::Sender<bool>>> = namespaces
+        .iter()
+        .map(|_| Arc::new(watch::Sender::new(false)))
+        .collect();
+    let mut runs = tokio::task::JoinSet::new();
+    for (namespace, flag) in namespaces.into_iter().zip(&flags) {
+        runs.spawn(run(
+            client.clone(),
+            quiet.clone(),
+            namespace,
+            flag.clone(),
+            stop.clone(),
+        ));
+    }
+    let mut receivers: Vec<watch::Receiver<bool>> = flags.iter().map(|f| f.subscribe()).collect();
+    let mut stop_rx = stop.clone();
+    loop {
+        let any = receivers.iter_mut().any(|r| *r.borrow_and_update());
+        if *paused.borrow() != any {
+            pause(&settings, &paused, any);
+        }
+        let changed =
+            futures::future::select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
+        tokio::select! {
+            _ = changed => {}
+            _ = stop_rx.changed() => break,
+        }
+    }
+    while runs.join_next().await.is_some() {}
+}
+
 /// Runs peering until `stop`, setting `paused` as the peers decide.
-pub(crate) async fn run(
+async fn run(
     client: Client,
     settings: Settings,
     namespace: Option<String>,
