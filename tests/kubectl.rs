@@ -14,8 +14,8 @@
 //! with a warning on `patch`. Admission webhooks called on kubectl's writes
 //! are in `tests/admission.rs`.
 //!
-//! Still missing: `kubectl create <generator>` and `kubectl run` (they send
-//! protobuf bodies, refused with 415) and `apply --server-side`.
+//! Also: `apply --server-side` (ownership, conflicts, `--force-conflicts`),
+//! and `kubectl create <generator>` and `kubectl run`, which send protobuf.
 
 use std::{
     io::{BufRead, BufReader},
@@ -709,4 +709,128 @@ fn kubectl_should_apply_server_side() {
     );
     let cm = c.json(&["get", "cm", "cfg"]);
     assert_eq!(cm["data"], serde_json::json!({"alpha": "9"}));
+}
+
+/// `kubectl create <generator>` and `kubectl run` send protobuf bodies;
+/// what they create is stored as kubectl meant it.
+#[test]
+fn kubectl_generators_should_create_through_protobuf() {
+    let c = Cluster::start();
+    for args in [
+        &["create", "configmap", "cfg", "--from-literal=a=b"][..],
+        &[
+            "create",
+            "secret",
+            "generic",
+            "pw",
+            "--from-literal=password=hunter2",
+        ],
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1",
+            "--replicas=2",
+            "--port=80",
+        ],
+        &["create", "service", "clusterip", "web", "--tcp=80:8080"],
+        &["create", "namespace", "team"],
+        &["create", "job", "once", "--image=busybox"],
+        &[
+            "create",
+            "cronjob",
+            "often",
+            "--image=busybox",
+            "--schedule=*/5 * * * *",
+        ],
+        &[
+            "create",
+            "role",
+            "reader",
+            "--verb=get,list",
+            "--resource=pods",
+        ],
+        &[
+            "create",
+            "rolebinding",
+            "readers",
+            "--role=reader",
+            "--user=bob",
+        ],
+        &["create", "serviceaccount", "robot"],
+        &["create", "quota", "small", "--hard=pods=5,cpu=1"],
+        &["create", "priorityclass", "high", "--value=1000"],
+        &[
+            "create",
+            "pdb",
+            "keep",
+            "--selector=app=web",
+            "--min-available=1",
+        ],
+        &[
+            "create",
+            "ingress",
+            "front",
+            "--rule=example.com/api=web:80",
+        ],
+        &[
+            "run",
+            "shell",
+            "--image=busybox",
+            "--labels=app=shell",
+            "--env=MODE=test",
+            "--",
+            "sleep",
+            "3600",
+        ],
+    ] {
+        let out = c.kubectl(args);
+        assert!(out.contains("created"), "{args:?}: {out}");
+    }
+    assert_eq!(
+        c.json(&["get", "cm", "cfg"])["data"],
+        serde_json::json!({"a": "b"})
+    );
+    assert_eq!(
+        c.json(&["get", "secret", "pw"])["data"]["password"],
+        "aHVudGVyMg=="
+    );
+    let deploy = c.json(&["get", "deploy", "web"]);
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1"
+    );
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        80
+    );
+    let svc = c.json(&["get", "svc", "web"]);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    let pod = c.json(&["get", "pod", "shell"]);
+    assert_eq!(pod["metadata"]["labels"]["app"], "shell");
+    assert_eq!(
+        pod["spec"]["containers"][0]["args"],
+        serde_json::json!(["sleep", "3600"])
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["env"][0],
+        serde_json::json!({"name": "MODE", "value": "test"})
+    );
+    let role = c.json(&["get", "role", "reader"]);
+    assert_eq!(
+        role["rules"][0]["verbs"],
+        serde_json::json!(["get", "list"])
+    );
+    let ingress = c.json(&["get", "ingress", "front"]);
+    assert_eq!(
+        ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["number"], 80,
+        "embedded structs are inlined: {ingress}"
+    );
+    assert_eq!(
+        c.json(&["get", "quota", "small"])["spec"]["hard"]["cpu"],
+        "1"
+    );
+    let explained = c.kubectl(&["explain", "pods"]);
+    assert!(explained.contains("KIND:       Pod"), "{explained}");
 }

@@ -32,6 +32,7 @@
 //! - [`resources`]: which kinds exist (built-ins, and kinds added by CRDs).
 //! - [`store`]: the versioned object store: resourceVersions, serialized
 //!   bytes shared by every reader, bounded event history. Pure and synchronous.
+//! - [`protobuf`]: protobuf request bodies (what kubectl sends for built-ins).
 //! - [`selector`], [`semantics`], [`crd`], [`schema`], [`patch`]: the rules applied on
 //!   every write (defaulting, validation, generation, status split,
 //!   finalizers) and the patch formats, as pure functions.
@@ -63,6 +64,7 @@ mod http;
 pub mod inject;
 pub mod journal;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod schema;
 pub mod selector;

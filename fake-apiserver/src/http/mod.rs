@@ -748,9 +748,14 @@ fn decode_object(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
         }),
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}"))),
+        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body),
         other => Err(ApiError::unsupported_media_type(
             other,
-            &["application/json", "application/yaml"],
+            &[
+                "application/json",
+                "application/yaml",
+                "application/vnd.kubernetes.protobuf",
+            ],
         )),
     }
 }
