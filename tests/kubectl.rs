@@ -627,6 +627,26 @@ fn kubectl_should_print_tables_describe_and_wait() {
         described.contains("Normal  Scheduled") && described.contains("assigned to node-1"),
         "{described}"
     );
+    // An events.k8s.io/v1 Event (what kube-rs's recorder posts) shows in
+    // the core listing and in describe too: one storage, two APIs.
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata: {{name: web.2, namespace: default}}\nregarding: {{kind: Pod, name: web, namespace: default, apiVersion: v1, uid: {uid}}}\nreason: Pulled\nnote: image pulled\ntype: Normal\naction: Pull\nreportingController: kubelet\nreportingInstance: node-1\neventTime: \"2026-01-01T00:00:00.000000Z\"\n"
+        ),
+    );
+    let events = c.kubectl(&["get", "events"]);
+    assert!(
+        events.contains("Normal   Pulled      pod/web   image pulled"),
+        "{events}"
+    );
+    let described = c.kubectl(&["describe", "pod", "web"]);
+    assert!(
+        described.contains("Normal  Pulled") && described.contains("image pulled"),
+        "{described}"
+    );
+    let core = c.json(&["get", "events.v1.", "web.2"]);
+    assert_eq!(core["message"], "image pulled", "{core}");
     let described = c.kubectl(&["describe", "kex", "kopf-example-1"]);
     assert!(
         described.contains("Kind:         KopfExample"),

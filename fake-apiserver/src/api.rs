@@ -224,6 +224,36 @@ impl Api {
         ApiError::not_found(t.kind.group(), t.kind.plural(), &t.name)
     }
 
+    /// After a write of an Event (`removed`: it is gone): the same write,
+    /// converted, to the other Events API.
+    fn mirror_event(&self, kind: &Kind, namespace: &str, name: &str) {
+        let Some(other) = crate::events::mirror_of(kind) else {
+            return;
+        };
+        let source = self
+            .store
+            .get(&kind.key, namespace, name)
+            .map(|o| o.value());
+        let _ = self.commit(&other, namespace, name, false, |cur| {
+            Ok(match &source {
+                None if cur.is_none() => Change::Keep,
+                None => Change::Delete,
+                Some(v) => {
+                    let mut converted = if kind.key.group.is_empty() {
+                        crate::events::to_events_v1(v)
+                    } else {
+                        crate::events::to_core(v)
+                    };
+                    if let Some(meta) = converted["metadata"].as_object_mut() {
+                        meta.remove("resourceVersion");
+                        meta.remove("managedFields");
+                    }
+                    Change::Put(converted)
+                }
+            })
+        });
+    }
+
     /// GET one object.
     pub fn get(&self, t: &Target) -> Result<Reply, ApiError> {
         let obj = self
@@ -666,6 +696,7 @@ impl Api {
                     if is_crd(&t.kind) {
                         self.establish_crd(&name);
                     }
+                    self.mirror_event(&t.kind, &t.namespace, &name);
                     return Ok(reply);
                 }
                 Ok(Committed::Dry(preview)) => {
@@ -924,6 +955,9 @@ impl Api {
                 } else if is_crd(&t.kind) && w.event.is_some() {
                     self.establish_crd(&t.name);
                 }
+                if w.event.is_some() {
+                    self.mirror_event(&t.kind, &t.namespace, &t.name);
+                }
                 Ok(Reply {
                     unknown_fields,
                     ..Reply::ok(body)
@@ -1043,6 +1077,7 @@ impl Api {
         };
         let obj = written.object.ok_or_else(|| self.not_found(t))?;
         let policy = opts.propagation.as_deref().unwrap_or("Background");
+        self.mirror_event(&t.kind, &t.namespace, &t.name);
         if removed {
             self.on_removed(&t.kind, &t.namespace, &t.name, &obj.value());
             if t.kind.custom {

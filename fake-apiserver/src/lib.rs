@@ -39,6 +39,7 @@
 //! - [`watch`]: fan-out of store events (and injected ones) to watchers.
 //! - [`api`]: the verbs, each an atomic store write applying the rules.
 //! - [`apply`]: server-side apply and field ownership (managedFields).
+//! - `events`: core/v1 and events.k8s.io/v1 Events mirrored into each other.
 //! - [`gc`]: garbage collection of dependents (ownerReferences).
 //! - [`table`]: Table output for `kubectl get` (columns, printer columns).
 //! - `admission`: call-outs to the admission webhooks of the stored
@@ -59,6 +60,7 @@ pub mod apply;
 pub mod clock;
 pub mod crd;
 pub mod error;
+mod events;
 pub mod gc;
 mod http;
 pub mod inject;
