@@ -189,6 +189,19 @@ fn kubectl_should_manage_custom_resources() {
         "-p",
         r#"[{"op":"add","path":"/spec/color","value":"red"}]"#,
     ]);
+    // Client-side apply of a custom resource, twice: the field left out of
+    // the second configuration is removed (three-way merge).
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w3}\nspec: {size: 3, color: red}\n",
+    );
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w3}\nspec: {size: 4}\n",
+    );
+    let w3 = c.json(&["get", "wd", "w3"]);
+    assert_eq!(w3["spec"], serde_json::json!({"size": 4}), "{w3}");
+    c.kubectl(&["delete", "wd", "w3"]);
     // A field the schema does not know: `kubectl create` asks for strict
     // validation and is refused; `kubectl patch` does not, and the field is
     // pruned with a warning.
