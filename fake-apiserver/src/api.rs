@@ -645,19 +645,7 @@ impl Api {
             }
             let now = self.clock.rfc3339();
             if let Some(manager) = manager.filter(|m| *m != APPLIED) {
-                let api_version = t.kind.api_version(&t.version);
-                apply::record_update(
-                    None,
-                    &mut obj,
-                    &apply::Request {
-                        manager,
-                        force: false,
-                        api_version: &api_version,
-                        now: &now,
-                        subresource: None,
-                    },
-                    &self.lists(t),
-                );
+                self.record_manager(t, None, &mut obj, manager, Endpoint::Main);
             }
             semantics::prepare_create(
                 &t.kind,
@@ -735,6 +723,31 @@ impl Api {
     ) -> Result<Reply, ApiError> {
         self.check_body_kind(t, &body)?;
         self.replace_with(t, endpoint, dry_run, manager, |_| Ok(body))
+    }
+
+    /// Records an ordinary write by `manager` in `new`'s managed fields.
+    fn record_manager(
+        &self,
+        t: &Target,
+        old: Option<&Value>,
+        new: &mut Value,
+        manager: &str,
+        endpoint: Endpoint,
+    ) {
+        let now = self.clock.rfc3339();
+        let api_version = t.kind.api_version(&t.version);
+        apply::record_update(
+            old,
+            new,
+            &apply::Request {
+                manager,
+                force: false,
+                api_version: &api_version,
+                now: &now,
+                subresource: (endpoint == Endpoint::Status).then_some("status"),
+            },
+            &self.lists(t),
+        );
     }
 
     /// How server-side apply merges lists of this kind.
@@ -914,20 +927,7 @@ impl Api {
             // once an object has it (server-side apply records its own).
             let tracked = old.pointer("/metadata/managedFields").is_some();
             if manager != Some(APPLIED) && (manager.is_some() || tracked) {
-                let now = self.clock.rfc3339();
-                let api_version = t.kind.api_version(&t.version);
-                apply::record_update(
-                    Some(&old),
-                    &mut new,
-                    &apply::Request {
-                        manager: manager.unwrap_or("unknown"),
-                        force: false,
-                        api_version: &api_version,
-                        now: &now,
-                        subresource: (endpoint == Endpoint::Status).then_some("status"),
-                    },
-                    &self.lists(t),
-                );
+                self.record_manager(t, Some(&old), &mut new, manager.unwrap_or("unknown"), endpoint);
             }
             if endpoint == Endpoint::Main {
                 self.validate(t, &new)?;

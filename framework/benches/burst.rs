@@ -14,40 +14,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fake_apiserver::{api::Target, FakeApiServer};
 use kopf::{Context, Operator, Resource, Settings};
 use serde_json::json;
 
-const CRD: &str = include_str!("../../examples/crd.yaml");
+mod support;
 
-fn rss_kib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse::<f64>().ok())
-        .unwrap_or(0.0)
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
+use support::{cluster, create_examples, peak_rss_mib, rss_kib};
 
 async fn burst(n: usize) {
-    let server = FakeApiServer::builder()
-        .history(4 * n + 100)
-        .journal_limit(1)
-        .build();
-    server.journal().set_enabled(false);
-    server.load_str(CRD, "crd").unwrap();
+    let server = cluster(0, 4 * n + 100);
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     let mut operator = Operator::new();
@@ -72,22 +47,9 @@ async fn burst(n: usize) {
     }));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let api = server.api().clone();
-    let t = Target {
-        kind: api
-            .resources
-            .lookup("kopf.dev", "v1", "kopfexamples")
-            .unwrap(),
-        version: "v1".into(),
-        namespace: "default".into(),
-        name: String::new(),
-    };
     let start = Instant::now();
-    for i in 0..n {
-        let body = json!({"apiVersion": "kopf.dev/v1", "kind": "KopfExample",
-                          "metadata": {"name": format!("ex-{i:05}")}, "spec": {"field": i}});
-        api.create(&t, body, false).unwrap();
-    }
-    let key = t.kind.key.clone();
+    create_examples(&server, n);
+    let key = support::examples(&server).kind.key.clone();
     loop {
         let page = api.store.list(&key, None, None, None, 0, &|o| {
             let text = std::str::from_utf8(&o.bytes).unwrap_or_default();
@@ -140,28 +102,9 @@ fn main() {
 /// object is an upper bound (it includes the fake server's own growth from
 /// the operator's patches, reported separately from the store's bytes).
 async fn idle_memory(n: usize) {
-    let server = FakeApiServer::builder()
-        .history(64)
-        .journal_limit(1)
-        .build();
-    server.journal().set_enabled(false);
-    server.load_str(CRD, "crd").unwrap();
+    let server = cluster(n, 64);
     let api = server.api().clone();
-    let t = Target {
-        kind: api
-            .resources
-            .lookup("kopf.dev", "v1", "kopfexamples")
-            .unwrap(),
-        version: "v1".into(),
-        namespace: "default".into(),
-        name: String::new(),
-    };
-    for i in 0..n {
-        let body = json!({"apiVersion": "kopf.dev/v1", "kind": "KopfExample",
-                          "metadata": {"name": format!("ex-{i:05}")}, "spec": {"field": i}});
-        api.create(&t, body, false).unwrap();
-    }
-    let key = t.kind.key.clone();
+    let key = support::examples(&server).kind.key.clone();
     let stored_bytes = |api: &fake_apiserver::api::Api| -> usize {
         api.store
             .list(&key, None, None, None, 0, &|_| true)

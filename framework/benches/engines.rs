@@ -18,52 +18,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fake_apiserver::{api::Target, FakeApiServer};
 use kopf::{Context, HandlerResult, Operator, Resource, Settings};
 use serde_json::json;
 
-const CRD: &str = include_str!("../../examples/crd.yaml");
-const N: usize = 10_000;
+mod support;
 
-fn rss_kib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse::<f64>().ok())
-        .unwrap_or(0.0)
-}
+use support::{cluster, rss_kib};
+
+const N: usize = 10_000;
 
 fn examples() -> Resource {
     Resource::new("kopf.dev", "v1", "kopfexamples")
-}
-
-/// A server with `n` example objects.
-fn cluster(n: usize) -> FakeApiServer {
-    let server = FakeApiServer::builder()
-        .history(4 * n + 100)
-        .journal_limit(1)
-        .clock(fake_apiserver::Clock::tokio_from(1_700_000_000))
-        .build();
-    server.journal().set_enabled(false);
-    server.load_str(CRD, "crd").unwrap();
-    let api = server.api().clone();
-    let t = Target {
-        kind: api
-            .resources
-            .lookup("kopf.dev", "v1", "kopfexamples")
-            .unwrap(),
-        version: "v1".into(),
-        namespace: "default".into(),
-        name: String::new(),
-    };
-    for i in 0..n {
-        let body = json!({"apiVersion": "kopf.dev/v1", "kind": "KopfExample",
-                          "metadata": {"name": format!("ex-{i:05}")}, "spec": {"field": i}});
-        api.create(&t, body, false).unwrap();
-    }
-    server
 }
 
 fn settings(virtual_time: bool) -> Settings {
@@ -85,7 +50,7 @@ async fn until(counter: &AtomicUsize, target: usize) {
 
 /// Timers on N objects, in virtual time: the wall time of each tick.
 async fn timers(writes: bool) {
-    let server = cluster(N);
+    let server = cluster(N, 4 * N + 100);
     let fired = Arc::new(AtomicUsize::new(0));
     let counter = fired.clone();
     let mut operator = Operator::new();
@@ -126,7 +91,7 @@ async fn timers(writes: bool) {
 
 /// Daemons on N objects, in real time: start until all run, stop until all exited.
 async fn daemons() {
-    let server = cluster(N);
+    let server = cluster(N, 4 * N + 100);
     let started = Arc::new(AtomicUsize::new(0));
     let counter = started.clone();
     let mut operator = Operator::new();
@@ -161,7 +126,7 @@ async fn daemons() {
 /// RSS per object once every object has an idle daemon, against the same
 /// objects handled by a plain creation handler.
 async fn memory(with_daemons: bool) -> f64 {
-    let server = cluster(N);
+    let server = cluster(N, 4 * N + 100);
     let started = Arc::new(AtomicUsize::new(0));
     let counter = started.clone();
     let mut operator = Operator::new();

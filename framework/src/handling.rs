@@ -246,6 +246,12 @@ impl Logger {
         self
     }
 
+    /// A logger for the object `body` (`[namespace/name]`).
+    pub(crate) fn for_body(body: &Value, sink: Option<LogSink>) -> Self {
+        let s = |p: &str| body.pointer(p).and_then(Value::as_str).unwrap_or_default();
+        Self::with_sink(s("/metadata/namespace"), s("/metadata/name"), sink)
+    }
+
     /// A logger for operator-level messages (no object prefix).
     pub(crate) fn operator(sink: Option<LogSink>) -> Self {
         Logger {

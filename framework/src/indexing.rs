@@ -87,15 +87,7 @@ impl Indexer<'_> {
                 Some(Some(until)) if *until > Instant::now() => continue,
                 _ => {}
             }
-            let namespace = body
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let name = body
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let logger = Logger::with_sink(namespace, name, self.settings.log_sink.clone());
+            let logger = Logger::for_body(body, self.settings.log_sink.clone());
             let mut ctx = Context::new(
                 body.clone(),
                 h.id.clone(),

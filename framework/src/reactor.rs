@@ -358,14 +358,6 @@ fn spawn_event_handlers(shared: &Arc<Shared>, body: &Arc<Value>, event_type: Val
         tokio::spawn(async move {
             shared.indexed().await;
             shared.unpaused().await;
-            let namespace = body
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let name = body
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
             let now = shared.settings.clock.now();
             let mut ctx = crate::handling::Context::new(
                 (*body).clone(),
@@ -373,7 +365,7 @@ fn spawn_event_handlers(shared: &Arc<Shared>, body: &Arc<Value>, event_type: Val
                 crate::references::Reason::Event,
                 shared.resource.clone(),
                 now,
-                Logger::with_sink(namespace, name, shared.settings.log_sink.clone()),
+                Logger::for_body(&body, shared.settings.log_sink.clone()),
                 shared.memo.child(),
                 shared.client.clone(),
                 Events::new(Some(shared.poster.clone()), (*body).clone()),

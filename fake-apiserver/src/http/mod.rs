@@ -452,13 +452,7 @@ impl ApiService {
             }
             Method::PATCH => {
                 let old = parse(&api.get(t)?);
-                let accepted = if t.kind.custom {
-                    patch::CUSTOM_PATCH_TYPES
-                } else {
-                    patch::BUILTIN_PATCH_TYPES
-                };
-                let ptype = PatchType::from_content_type(&content_type)
-                    .ok_or_else(|| ApiError::unsupported_media_type(&content_type, accepted))?;
+                let ptype = patch_type(t, &content_type)?;
                 (
                     "UPDATE",
                     Some(if ptype == PatchType::Apply {
@@ -625,13 +619,7 @@ impl ApiService {
                 })
             }
             (&Method::PATCH, false) => {
-                let accepted = if t.kind.custom {
-                    patch::CUSTOM_PATCH_TYPES
-                } else {
-                    patch::BUILTIN_PATCH_TYPES
-                };
-                let ptype = PatchType::from_content_type(&content_type)
-                    .ok_or_else(|| ApiError::unsupported_media_type(&content_type, accepted))?;
+                let ptype = patch_type(t, &content_type)?;
                 let manager = q.field_manager.as_deref();
                 if ptype == PatchType::Apply {
                     return checked(q, |dry| {
@@ -653,6 +641,17 @@ impl ApiService {
             _ => Err(ApiError::method_not_allowed()),
         }
     }
+}
+
+/// The patch type of a `Content-Type`, or 415 listing what the kind accepts.
+fn patch_type(t: &Target, content_type: &str) -> Result<PatchType, ApiError> {
+    let accepted = if t.kind.custom {
+        patch::CUSTOM_PATCH_TYPES
+    } else {
+        patch::BUILTIN_PATCH_TYPES
+    };
+    PatchType::from_content_type(content_type)
+        .ok_or_else(|| ApiError::unsupported_media_type(content_type, accepted))
 }
 
 /// A write with the request's `fieldValidation`: with `Strict`, unknown
