@@ -578,7 +578,13 @@ impl ApiService {
                 }
                 Ok(Answer::Watch(api.watch(&t, &list)?))
             }
-            (&Method::GET, collection) if table::wanted(&header_of(parts, header::ACCEPT)) => {
+            (&Method::GET, collection)
+                if parts
+                    .headers
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(table::wanted) =>
+            {
                 let reply = if collection {
                     api.list(t, &q.list)?
                 } else {
@@ -607,26 +613,38 @@ impl ApiService {
             (&Method::GET, true) => Ok(Answer::reply(api.list(t, &q.list)?)),
             (&Method::GET, false) => Ok(Answer::reply(api.get(t)?)),
             (&Method::POST, true) => {
-                let body = decode_object(&body, &content_type)?;
+                let mut body = decode_object(&body, &content_type)?;
                 let manager = q.field_manager.as_deref();
-                checked(q, |dry| api.create_as(t, body.clone(), dry, manager))
+                checked(q, |dry, trial| {
+                    let body = if trial {
+                        body.clone()
+                    } else {
+                        std::mem::take(&mut body)
+                    };
+                    api.create_as(t, body, dry, manager)
+                })
             }
             (&Method::PUT, false) => {
-                let body = decode_object(&body, &content_type)?;
+                let mut body = decode_object(&body, &content_type)?;
                 let manager = q.field_manager.as_deref();
-                checked(q, |dry| {
-                    api.update_as(t, body.clone(), endpoint, dry, manager)
+                checked(q, |dry, trial| {
+                    let body = if trial {
+                        body.clone()
+                    } else {
+                        std::mem::take(&mut body)
+                    };
+                    api.update_as(t, body, endpoint, dry, manager)
                 })
             }
             (&Method::PATCH, false) => {
                 let ptype = patch_type(t, &content_type)?;
                 let manager = q.field_manager.as_deref();
                 if ptype == PatchType::Apply {
-                    return checked(q, |dry| {
+                    return checked(q, |dry, _| {
                         api.apply_patch(t, &body, manager, q.force, endpoint, dry)
                     });
                 }
-                checked(q, |dry| {
+                checked(q, |dry, _| {
                     api.patch_as(t, ptype, &body, endpoint, dry, manager)
                 })
             }
@@ -656,12 +674,16 @@ fn patch_type(t: &Target, content_type: &str) -> Result<PatchType, ApiError> {
 
 /// A write with the request's `fieldValidation`: with `Strict`, unknown
 /// fields refuse the write (tried as a dry run first); by default they are
-/// pruned with a `Warning` each; with `Ignore`, silently.
-fn checked(q: &Query, write: impl Fn(bool) -> Result<Reply, ApiError>) -> Result<Answer, ApiError> {
+/// pruned with a `Warning` each; with `Ignore`, silently. `write(dry_run,
+/// trial)` is called once, or twice (the trial first) under `Strict`.
+fn checked(
+    q: &Query,
+    mut write: impl FnMut(bool, bool) -> Result<Reply, ApiError>,
+) -> Result<Answer, ApiError> {
     if q.strict && !q.dry_run {
-        strict(&write(true)?)?;
+        strict(&write(true, true)?)?;
     }
-    let reply = write(q.dry_run)?;
+    let reply = write(q.dry_run, false)?;
     if q.strict {
         strict(&reply)?;
     }
