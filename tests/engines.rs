@@ -757,3 +757,43 @@ async fn example_13_hooks_should_start_probe_and_clean_up() {
         assert_eq!(outcome.count(id, "succeeded"), 1, "{id}");
     }
 }
+
+/// Serving named namespaces, each listed on its own: every namespace's
+/// objects stay in the index when the other's listing ends.
+#[tokio::test(start_paused = true)]
+async fn indices_should_hold_every_served_namespace() {
+    let factory = || {
+        let mut op = Operator::new();
+        op.on_index(
+            &Resource::new("", "v1", "pods"),
+            |ctx: Context| async move { Ok(kopf::Indexed::One(json!(ctx.name()))) },
+        )
+        .id("names");
+        op.on_probe(|ctx: Context| async move {
+            Ok(Some(json!(ctx
+                .index("names")
+                .map(|i| i.get(&serde_json::Value::Null).len()))))
+        })
+        .id("count");
+        op.on_create(&examples(), |ctx: Context| async move {
+            Ok(Some(json!(ctx
+                .index("names")
+                .map(|i| i.get(&serde_json::Value::Null).len()))))
+        })
+        .id("seen");
+        op
+    };
+    let mut runner = KopfRunner::new(factory);
+    runner.settings_mut().watching.namespaces = vec!["default".into(), "other".into()];
+    runner.cluster().apply(CRD).unwrap();
+    seed_pods(&runner);
+    runner.play(&Scenario::new().settle()).await.unwrap();
+    runner.cluster().apply(OBJ).unwrap();
+    runner.play(&Scenario::new().settle()).await.unwrap();
+    let obj = runner.cluster().get(KEX, "default", NAME).unwrap();
+    assert_eq!(
+        obj["status"]["seen"], 3,
+        "two pods in default, one in other (kube-system is not served)"
+    );
+    runner.stop().await.unwrap();
+}

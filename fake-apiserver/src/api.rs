@@ -800,6 +800,11 @@ impl Api {
                 )
             })?;
         self.check_body_kind(t, &config)?;
+        if config.get("metadata").is_some_and(|m| !m.is_object()) {
+            return Err(ApiError::bad_request(
+                "the apply configuration's metadata is not an object",
+            ));
+        }
         if let Some(name) = semantics::meta_str(&config, "name").filter(|n| !n.is_empty()) {
             if name != t.name {
                 return Err(ApiError::bad_request(

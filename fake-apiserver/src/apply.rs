@@ -495,9 +495,16 @@ pub fn apply(
             .iter()
             .any(|e| e.fields.iter().any(|f| f.starts_with(p)))
     };
+    // A key field of a list item goes only with its item.
+    let is_key_field = |p: &Path| match p.as_slice() {
+        [.., Step::K(key), Step::F(field)] => {
+            serde_json::from_str::<Map<String, Value>>(key).is_ok_and(|k| k.contains_key(field))
+        }
+        _ => false,
+    };
     let mut gone: Vec<&Path> = previous
         .iter()
-        .filter(|p| !mine.contains(*p) && !owned_elsewhere(p))
+        .filter(|p| !mine.contains(*p) && !owned_elsewhere(p) && !is_key_field(p))
         .collect();
     gone.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for path in gone {
@@ -548,9 +555,17 @@ fn conflict_error(conflicts: &BTreeMap<Path, Vec<(String, String)>>) -> ApiError
 /// exist leave every set.
 pub fn record_update(old: Option<&Value>, new: &mut Value, req: &Request<'_>, lists: &Lists<'_>) {
     let now_fields = leaves(new, lists);
+    // A list item (`k:`) changes hands only when it is new; changing one of
+    // its fields takes that field, not the item.
     let changed: Set = now_fields
         .iter()
-        .filter(|p| old.and_then(|o| get(o, p)) != get(new, p))
+        .filter(|p| {
+            let before = old.and_then(|o| get(o, p));
+            match p.last() {
+                Some(Step::K(_)) => before.is_none(),
+                _ => before != get(new, p),
+            }
+        })
         .cloned()
         .collect();
     let mut list = old.map(entries).unwrap_or_default();
@@ -707,6 +722,30 @@ mod tests {
         assert_eq!(
             live["metadata"]["labels"]["b"], "2",
             "kept: bob owns it too"
+        );
+    }
+
+    #[test]
+    fn list_items_should_keep_their_keys_when_others_own_fields() {
+        let live = apply(
+            None,
+            &deployment(2, "nginx:1"),
+            &req("alice", false),
+            &BUILTIN,
+        )
+        .unwrap();
+        let mut new = live.clone();
+        new["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+        record_update(Some(&live), &mut new, &req("kubectl-set", false), &BUILTIN);
+        let mut other = deployment(2, "nginx:1");
+        other["spec"]["template"]["spec"]["containers"][0]["name"] = json!("app");
+        let after = apply(Some(&new), &other, &req("alice", true), &BUILTIN).unwrap();
+        let containers = after["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap();
+        assert!(
+            containers.iter().all(|c| c.get("name").is_some()),
+            "no container loses its name: {containers:?}"
         );
     }
 

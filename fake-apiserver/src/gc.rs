@@ -86,6 +86,14 @@ impl Api {
             .is_some_and(|o| uid(&o.value()) == reference["uid"].as_str().unwrap_or_default())
     }
 
+    /// Whether `dependent` has a live owner besides `owner_uid`.
+    fn other_owner_alive(&self, dependent: &Value, owner_uid: &str, namespace: &str) -> bool {
+        owner_refs(dependent)
+            .iter()
+            .filter(|r| r["uid"] != owner_uid)
+            .any(|r| self.owner_exists(r, namespace))
+    }
+
     /// Rewrites an object's owner references (dropping those to `owner_uid`).
     fn drop_reference(&self, t: &Target, owner_uid: &str) {
         let owner_uid = owner_uid.to_string();
@@ -141,8 +149,12 @@ impl Api {
                     propagation: Some("Foreground".into()),
                     ..Default::default()
                 };
-                for (t, _) in self.dependents(&owner_uid) {
-                    let _ = self.delete(&t, &opts);
+                for (t, dependent) in self.dependents(&owner_uid) {
+                    if self.other_owner_alive(&dependent, &owner_uid, &t.namespace) {
+                        self.drop_reference(&t, &owner_uid);
+                    } else {
+                        let _ = self.delete(&t, &opts);
+                    }
                 }
                 self.release_foreground(owner, &owner_uid);
             }
@@ -174,11 +186,7 @@ impl Api {
             ..Default::default()
         };
         for (t, dependent) in self.dependents(removed_uid) {
-            let others_alive = owner_refs(&dependent)
-                .iter()
-                .filter(|r| r["uid"] != removed_uid)
-                .any(|r| self.owner_exists(r, &t.namespace));
-            if others_alive {
+            if self.other_owner_alive(&dependent, removed_uid, &t.namespace) {
                 self.drop_reference(&t, removed_uid);
             } else if !semantics::is_deleting(&dependent) {
                 let _ = self.delete(&t, &background);

@@ -226,6 +226,24 @@ fn is_zero(v: &Value) -> bool {
     }
 }
 
+/// Whether a field is an embedded Go struct: one of those types, under
+/// the name the generator gives embedded fields (the type's name in lower
+/// camel case; `handler` for `ProbeHandler`).
+fn embedded(field: &str, message: &str) -> bool {
+    let short = message.rsplit('.').next().unwrap_or_default();
+    if !INLINE.contains(&short) {
+        return false;
+    }
+    let mut chars = short.chars();
+    let lower_camel: String = chars
+        .next()
+        .map(|c| c.to_ascii_lowercase())
+        .into_iter()
+        .chain(chars)
+        .collect();
+    field == lower_camel || (short == "ProbeHandler" && field == "handler")
+}
+
 /// Decodes one message into its JSON form.
 fn message(b: &[u8], name: &str, depth: usize) -> Result<Value, ApiError> {
     if depth > 64 {
@@ -262,7 +280,7 @@ fn message(b: &[u8], name: &str, depth: usize) -> Result<Value, ApiError> {
             }
             t => {
                 let v = value(t, w, depth)?;
-                let inline = matches!(t, Ty::Message(m) if INLINE.contains(&m.rsplit('.').next().unwrap_or_default()));
+                let inline = matches!(t, Ty::Message(m) if embedded(f.name, m));
                 if inline && !f.repeated {
                     if let Value::Object(inner) = v {
                         out.extend(inner);
@@ -418,6 +436,23 @@ mod tests {
             decode(&body[..body.len() - 3]).is_err(),
             "truncated bodies are refused"
         );
+    }
+
+    #[test]
+    fn only_embedded_fields_should_be_inlined() {
+        assert!(embedded(
+            "localObjectReference",
+            "k8s.io.api.core.v1.LocalObjectReference"
+        ));
+        assert!(!embedded(
+            "nodePublishSecretRef",
+            "k8s.io.api.core.v1.LocalObjectReference"
+        ));
+        assert!(embedded("handler", "k8s.io.api.core.v1.ProbeHandler"));
+        assert!(!embedded(
+            "metadata",
+            "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        ));
     }
 
     #[test]

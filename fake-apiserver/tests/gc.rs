@@ -126,3 +126,20 @@ async fn orphan_deletion_should_leave_dependents_without_the_reference() {
         .unwrap();
     assert!(api.get_opt("lonely").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn foreground_deletion_should_spare_dependents_with_another_live_owner() {
+    let server = FakeApiServer::new();
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let owner = make(&api, "owner", &[], json!({})).await;
+    let other = make(&api, "other", &[], json!({})).await;
+    make(&api, "shared", &[&owner, &other], json!({})).await;
+    api.delete("owner", &policy(PropagationPolicy::Foreground))
+        .await
+        .unwrap();
+    assert!(api.get_opt("owner").await.unwrap().is_none());
+    let shared = api.get("shared").await.unwrap();
+    let refs = shared.metadata.owner_references.unwrap();
+    assert_eq!(refs.len(), 1);
+    assert_eq!(refs[0].name, "other");
+}

@@ -191,6 +191,18 @@ impl Spawned {
     /// Asks every daemon and timer to stop, and waits until they all have
     /// (each in parallel through its cancellation sequence, see `reap`).
     pub(crate) async fn stop_all(&mut self, reason: StopReason) {
+        // Those that already exited for good stay finished (a pause must
+        // not bring them back).
+        let exited: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.task.is_finished())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in exited {
+            self.running.remove(&id);
+            self.finished.insert(id);
+        }
         for r in self.running.values() {
             if !r.task.is_finished() {
                 r.logger
@@ -207,7 +219,11 @@ impl Spawned {
     }
 
     fn spawn(&self, h: &Handler, env: &Arc<Env>) -> Running {
-        let key = format!("{} {} '{}'", env.observed, h.reason.as_str(), h.id);
+        // Unique per spawn: a respawned daemon must not share the key of
+        // its predecessor, which may still be exiting.
+        static SPAWNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SPAWNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = format!("{} {} '{}' #{n}", env.observed, h.reason.as_str(), h.id);
         let observer = env.settings.observer.clone();
         // A timer's run is work to wait for (it ends); a daemon's is not (it
         // may never end): to observers, a daemon is always parked, with its
@@ -220,6 +236,10 @@ impl Spawned {
             }) as ParkHook
         });
         let (stopped, stopper) = signal(park);
+        let stopped = stopped.on_virtual_time(matches!(
+            env.settings.clock,
+            crate::settings::Clock::Tokio(..)
+        ));
         if let Some(o) = &observer {
             o.spawned(&key, daemon.then_some(None));
         }

@@ -121,7 +121,7 @@ impl Indexer<'_> {
                 }
                 Outcome::Retry { delay, .. } => {
                     index.discard(key);
-                    excluded.0.insert(slot, Some(Instant::now() + delay));
+                    excluded.0.insert(slot, Instant::now().checked_add(delay));
                 }
             }
         }
@@ -137,12 +137,19 @@ impl Indexer<'_> {
         }
     }
 
-    /// After a re-listing: objects not listed are gone.
-    pub(crate) fn keep_only(&self, listed: &std::collections::HashSet<String>) {
+    /// After a re-listing of `namespace` (`None`: all of them): objects of
+    /// it that were not listed are gone.
+    pub(crate) fn keep_only(
+        &self,
+        listed: &std::collections::HashSet<String>,
+        namespace: Option<&str>,
+    ) {
+        let covered =
+            |object: &str| namespace.is_none_or(|ns| object.split('/').next() == Some(ns));
         for h in self.index_handlers() {
             if let Some(index) = self.indices.get(&h.id) {
                 for object in index.objects() {
-                    if !listed.contains(&object) {
+                    if covered(&object) && !listed.contains(&object) {
                         index.discard(&object);
                     }
                 }

@@ -249,6 +249,9 @@ impl Operator {
             async move {
                 let gate = crate::stopping::Gate::current();
                 let stopped = ctx.stopped.clone();
+                // On virtual time the runtime is kept busy while the thread
+                // runs code (so time cannot jump); on the wall clock, not.
+                let holds_clock = stopped.is_virtual_time();
                 ctx.stopped = ctx.stopped.with_gate(gate.clone());
                 let (tx, mut rx) = tokio::sync::oneshot::channel();
                 let thread = std::thread::Builder::new()
@@ -276,7 +279,7 @@ impl Operator {
                         // Once asked to stop, the thread no longer holds the
                         // clock: it may never exit, and its reaper's timeouts
                         // must be able to pass.
-                        _ = gate.tick(), if !stopped.is_set() => {}
+                        _ = gate.tick(), if holds_clock && !stopped.is_set() => {}
                         _ = stopped.raised(), if !stopped.is_set() => {}
                     }
                 }

@@ -50,7 +50,10 @@ impl Peer {
     }
 
     fn deadline(&self) -> Timestamp {
-        self.lastseen + Duration::from_secs(self.lifetime.max(0).unsigned_abs())
+        let lifetime = jiff::SignedDuration::from_secs(self.lifetime.max(0));
+        self.lastseen
+            .checked_add(lifetime)
+            .unwrap_or(Timestamp::MAX)
     }
 }
 
@@ -298,7 +301,9 @@ async fn keep_alive(
     logger: &Logger,
     mut stop: watch::Receiver<bool>,
 ) {
-    let lifetime = settings.peering.lifetime;
+    // Whole seconds, at least one (a record of lifetime 0 is dead at once).
+    let lifetime =
+        Duration::from_secs(settings.peering.lifetime.as_secs_f64().ceil().max(1.0) as u64);
     // Renewed well before it expires.
     let every = lifetime
         .saturating_sub(Duration::from_secs(7))
@@ -346,7 +351,10 @@ async fn watch_peers(
     mut stop: watch::Receiver<bool>,
 ) {
     let config = watcher::Config::default().fields(&format!("metadata.name={}", place.name));
-    let mut stream = Box::pin(watcher(place.api.clone(), config));
+    let mut stream = Box::pin(kube::runtime::WatchStreamExt::default_backoff(watcher(
+        place.api.clone(),
+        config,
+    )));
     let mut status = Map::new();
     let mut recheck: Option<tokio::time::Instant> = None;
     loop {
@@ -414,9 +422,9 @@ async fn watch_peers(
         }
         drop(logger.drain());
         // Look again when the earliest blocking peer would expire.
-        recheck = verdict.until.map(|until| {
+        recheck = verdict.until.and_then(|until| {
             let left = Duration::try_from(until.duration_since(now)).unwrap_or_default();
-            tokio::time::Instant::now() + left + Duration::from_millis(1)
+            tokio::time::Instant::now().checked_add(left + Duration::from_millis(1))
         });
     }
 }

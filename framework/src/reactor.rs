@@ -163,7 +163,7 @@ pub(crate) async fn watch_resource(
             Ok(watcher::Event::InitDone) => {
                 listing = false;
                 if let Some(listed) = relisted.take().filter(|_| indexing) {
-                    shared.indexer().keep_only(&listed);
+                    shared.indexer().keep_only(&listed, namespace.as_deref());
                 }
                 if !listed {
                     listed = true;
@@ -573,7 +573,9 @@ async fn worker(
         for line in logger.drain() {
             post_line(&shared, &body, &line);
         }
-        wake = decision.delay.map(|d| tokio::time::Instant::now() + d);
+        wake = decision
+            .delay
+            .and_then(|d| tokio::time::Instant::now().checked_add(d));
         if decision.patch.is_empty() {
             shared.observe(|o| o.done(observed, wake));
             continue;

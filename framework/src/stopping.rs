@@ -47,6 +47,9 @@ pub struct Stopped {
     rx: Option<watch::Receiver<Option<StopReason>>>,
     park: Option<ParkHook>,
     gate: Option<Gate>,
+    /// The operator runs on a (possibly paused) virtual clock: a blocking
+    /// daemon's thread must hold the clock while it runs code.
+    virtual_time: bool,
 }
 
 /// Keeps a blocking daemon's thread and the runtime's (possibly paused)
@@ -117,6 +120,7 @@ pub(crate) fn signal(park: Option<ParkHook>) -> (Stopped, Stopper) {
             rx: Some(rx),
             park,
             gate: None,
+            virtual_time: false,
         },
         Stopper(tx),
     )
@@ -143,6 +147,17 @@ impl Drop for Parked<'_> {
 }
 
 impl Stopped {
+    /// The same signal, marked as running on virtual time (or not).
+    pub(crate) fn on_virtual_time(mut self, virtual_time: bool) -> Self {
+        self.virtual_time = virtual_time;
+        self
+    }
+
+    /// Whether the operator runs on a virtual clock.
+    pub(crate) fn is_virtual_time(&self) -> bool {
+        self.virtual_time
+    }
+
     /// The same signal, for a blocking daemon's thread behind `gate`.
     pub(crate) fn with_gate(mut self, gate: Gate) -> Self {
         self.gate = Some(gate);
@@ -212,7 +227,13 @@ impl Stopped {
         if self.is_set() {
             return true;
         }
-        let until = Instant::now() + duration;
+        let Some(until) = Instant::now().checked_add(duration) else {
+            // Longer than the clock can count: until stopped.
+            return {
+                self.wait().await;
+                true
+            };
+        };
         let _parked = Parked::new(&self.park, Some(until));
         tokio::select! {
             _ = self.raised() => true,

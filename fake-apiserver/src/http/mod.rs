@@ -424,6 +424,26 @@ impl ApiService {
         t: &Target,
         sub: Option<&str>,
     ) -> Result<Answer, ApiError> {
+        // A patch names no version: when the object changed while the
+        // webhooks were asked, kube-apiserver tries again, and so does this.
+        let mut attempts = if parts.method == Method::PATCH { 5 } else { 1 };
+        loop {
+            attempts -= 1;
+            match self.admitted_once(parts, q, body.clone(), t, sub).await {
+                Err(e) if e.code == 409 && e.reason == "Conflict" && attempts > 0 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn admitted_once(
+        &self,
+        parts: &http::request::Parts,
+        q: &Query,
+        body: Bytes,
+        t: &Target,
+        sub: Option<&str>,
+    ) -> Result<Answer, ApiError> {
         let api = &self.shared.api;
         let endpoint = if sub == Some("status") {
             Endpoint::Status
@@ -451,10 +471,15 @@ impl ApiService {
                 )
             }
             Method::PATCH => {
-                let old = parse(&api.get(t)?);
                 let ptype = patch_type(t, &content_type)?;
+                // Server-side apply creates what is missing.
+                let old = match api.get(t) {
+                    Ok(r) => parse(&r),
+                    Err(e) if ptype == PatchType::Apply && e.code == 404 => None,
+                    Err(e) => return Err(e),
+                };
                 (
-                    "UPDATE",
+                    if old.is_none() { "CREATE" } else { "UPDATE" },
                     Some(if ptype == PatchType::Apply {
                         api.apply_patch(
                             t,
