@@ -19,7 +19,7 @@
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::mpsc,
     time::Duration,
 };
@@ -29,9 +29,9 @@ use serde_json::Value;
 mod support;
 use support::binary;
 
+/// The binary serving on a free port, with kubectl helpers that assert.
 struct Cluster {
-    child: Child,
-    dir: tempfile::TempDir,
+    inner: support::Standalone,
     url: String,
 }
 
@@ -41,38 +41,13 @@ impl Cluster {
     }
 
     fn start_with(extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        let mut child = Command::new(binary())
-            .args(["--port", "0", "--kubeconfig"])
-            .arg(&kubeconfig)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start fake-apiserver");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(
-            line.starts_with("http://127.0.0.1:"),
-            "unexpected first line {line:?}"
-        );
-        Cluster {
-            child,
-            dir,
-            url: line.trim().to_string(),
-        }
+        let inner = support::Standalone::start(extra);
+        let url = inner.url.clone();
+        Cluster { inner, url }
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("kubectl");
-        cmd.env("KUBECONFIG", self.dir.path().join("kubeconfig"))
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .args(args);
-        cmd
+        self.inner.command(args)
     }
 
     /// Runs kubectl, asserting success; returns stdout.
@@ -103,13 +78,6 @@ impl Cluster {
         let mut full = args.to_vec();
         full.extend(["-o", "json"]);
         serde_json::from_str(&self.kubectl(&full)).unwrap()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -27,8 +27,10 @@ pub(crate) fn binary() -> PathBuf {
 /// The binary, serving on a free loopback port, with its kubeconfig.
 pub(crate) struct Standalone {
     child: Child,
-    /// Holds the kubeconfig.
+    /// Holds the kubeconfig (and kubectl's cache).
     pub(crate) dir: tempfile::TempDir,
+    /// The server's URL.
+    pub(crate) url: String,
 }
 
 impl Standalone {
@@ -48,8 +50,15 @@ impl Standalone {
         let mut line = String::new();
         let out = child.stdout.take().expect("piped stdout");
         BufReader::new(out).read_line(&mut line).unwrap();
-        assert!(line.contains("http"), "unexpected first line: {line}");
-        Standalone { child, dir }
+        assert!(
+            line.starts_with("http://127.0.0.1:"),
+            "unexpected first line: {line:?}"
+        );
+        Standalone {
+            child,
+            dir,
+            url: line.trim().to_string(),
+        }
     }
 
     /// The kubeconfig's path.
@@ -57,16 +66,19 @@ impl Standalone {
         self.dir.path().join("kubeconfig")
     }
 
-    /// Runs kubectl with this cluster's kubeconfig: exit success, stdout, stderr.
-    pub(crate) fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
+    /// A kubectl command for this cluster (its kubeconfig, its own cache).
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.env("KUBECONFIG", self.kubeconfig())
             .arg("--cache-dir")
             .arg(self.dir.path().join("cache"))
-            .args(args)
-            .output()
-            .expect("kubectl runs");
+            .args(args);
+        cmd
+    }
+
+    /// Runs kubectl with this cluster's kubeconfig: exit success, stdout, stderr.
+    pub(crate) fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self.command(args).output().expect("kubectl runs");
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
