@@ -55,7 +55,8 @@ impl Cluster {
         self.kubectl_stdin(args, "")
     }
 
-    fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> String {
+    /// Runs kubectl with `stdin`, whatever its exit status.
+    fn output_stdin(&self, args: &[&str], stdin: &str) -> std::process::Output {
         let mut child = self
             .command(args)
             .stdin(Stdio::piped())
@@ -64,7 +65,31 @@ impl Cluster {
             .spawn()
             .expect("kubectl is installed");
         std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// The lines a long-running kubectl (`get -w`) prints, as they come.
+    fn lines(&self, args: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, rx)
+    }
+
+    fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.output_stdin(args, stdin);
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(
             out.status.success(),
@@ -174,15 +199,7 @@ fn kubectl_should_manage_custom_resources() {
     // validation and is refused; `kubectl patch` does not, and the field is
     // pruned with a warning.
     let shaped = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w2}\nspec: {size: 3, shape: round}\n";
-    let mut refused = c
-        .command(&["create", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut refused.stdin.take().unwrap(), shaped.as_bytes()).unwrap();
-    let refused = refused.wait_with_output().unwrap();
+    let refused = c.output_stdin(&["create", "-f", "-"], shaped);
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(
@@ -223,28 +240,14 @@ fn kubectl_should_manage_custom_resources() {
         .contains("widget.example.com/w1"));
 
     // get -w sees a change made by another client.
-    let mut watch = c
-        .command(&[
-            "get",
-            "wd",
-            "w1",
-            "-w",
-            "-o",
-            "jsonpath={.spec.size}{\"\\n\"}",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = watch.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut watch, rx) = c.lines(&[
+        "get",
+        "wd",
+        "w1",
+        "-w",
+        "-o",
+        "jsonpath={.spec.size}{\"\\n\"}",
+    ]);
     assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "5");
     c.kubectl(&[
         "patch",
@@ -369,27 +372,13 @@ fn control_subcommands_should_drive_faults_while_kubectl_watches() {
         &["apply", "-f", "-"],
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched}\ndata: {v: '1'}\n",
     );
-    let mut watch = c
-        .command(&[
-            "get",
-            "configmaps",
-            "-w",
-            "-o",
-            "jsonpath={.metadata.name}{\"\\n\"}",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = watch.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut watch, rx) = c.lines(&[
+        "get",
+        "configmaps",
+        "-w",
+        "-o",
+        "jsonpath={.metadata.name}{\"\\n\"}",
+    ]);
     assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "watched");
 
     // A synthetic event, never stored, reaches the live watch.
@@ -666,15 +655,10 @@ fn kubectl_should_apply_server_side() {
     let out = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], first);
     assert!(out.contains("configmap/cfg serverside-applied"), "{out}");
     let other = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, namespace: default}\ndata: {alpha: \"9\"}\n";
-    let mut refused = c
-        .command(&["apply", "--server-side", "--field-manager=other", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut refused.stdin.take().unwrap(), other.as_bytes()).unwrap();
-    let refused = refused.wait_with_output().unwrap();
+    let refused = c.output_stdin(
+        &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+        other,
+    );
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(

@@ -158,6 +158,20 @@ fn is_crd(kind: &Kind) -> bool {
     kind.key.group == "apiextensions.k8s.io" && kind.key.plural == "customresourcedefinitions"
 }
 
+/// One 422 `Invalid` listing every cause, if there are any.
+fn refuse_invalid(t: &Target, obj: &Value, causes: Vec<Cause>) -> Result<(), ApiError> {
+    if causes.is_empty() {
+        return Ok(());
+    }
+    let name = semantics::meta_str(obj, "name").unwrap_or_default();
+    Err(ApiError::invalid(
+        t.kind.group(),
+        &t.kind.kind,
+        name,
+        causes,
+    ))
+}
+
 fn is_namespace(kind: &Kind) -> bool {
     kind.key.group.is_empty() && kind.key.plural == "namespaces"
 }
@@ -542,18 +556,8 @@ impl Api {
         };
         let dropped = schema::prune(obj, schema);
         schema::default(obj, schema);
-        let causes = schema::validate(obj, schema);
-        if causes.is_empty() {
-            Ok(dropped)
-        } else {
-            let name = semantics::meta_str(obj, "name").unwrap_or_default();
-            Err(ApiError::invalid(
-                t.kind.group(),
-                &t.kind.kind,
-                name,
-                causes,
-            ))
-        }
+        refuse_invalid(t, obj, schema::validate(obj, schema))?;
+        Ok(dropped)
     }
 
     fn validate(&self, t: &Target, obj: &Value) -> Result<(), ApiError> {
@@ -561,17 +565,7 @@ impl Api {
         if is_crd(&t.kind) {
             causes.extend(crd::validate(obj));
         }
-        if causes.is_empty() {
-            Ok(())
-        } else {
-            let name = semantics::meta_str(obj, "name").unwrap_or_default();
-            Err(ApiError::invalid(
-                t.kind.group(),
-                &t.kind.kind,
-                name,
-                causes,
-            ))
-        }
+        refuse_invalid(t, obj, causes)
     }
 
     /// CREATE (POST to the collection).

@@ -144,16 +144,7 @@ impl Spawned {
             }
             self.essence = Some(essence);
         }
-        let exited: Vec<String> = self
-            .running
-            .iter()
-            .filter(|(_, r)| r.task.is_finished())
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in exited {
-            self.running.remove(&id);
-            self.finished.insert(id);
-        }
+        self.keep_exited_finished();
         for h in handlers.iter().filter(|h| h.reason.is_spawning()) {
             let matches = h.matches(body);
             if let Some(r) = self.running.get(&h.id) {
@@ -183,16 +174,8 @@ impl Spawned {
         &self.finished
     }
 
-    /// Whether any daemon or timer is running.
-    pub(crate) fn is_running(&self) -> bool {
-        !self.running.is_empty()
-    }
-
-    /// Asks every daemon and timer to stop, and waits until they all have
-    /// (each in parallel through its cancellation sequence, see `reap`).
-    pub(crate) async fn stop_all(&mut self, reason: StopReason) {
-        // Those that already exited for good stay finished (a pause must
-        // not bring them back).
+    /// Moves the daemons and timers that exited on their own to `finished`.
+    fn keep_exited_finished(&mut self) {
         let exited: Vec<String> = self
             .running
             .iter()
@@ -203,6 +186,19 @@ impl Spawned {
             self.running.remove(&id);
             self.finished.insert(id);
         }
+    }
+
+    /// Whether any daemon or timer is running.
+    pub(crate) fn is_running(&self) -> bool {
+        !self.running.is_empty()
+    }
+
+    /// Asks every daemon and timer to stop, and waits until they all have
+    /// (each in parallel through its cancellation sequence, see `reap`).
+    pub(crate) async fn stop_all(&mut self, reason: StopReason) {
+        // Those that already exited for good stay finished (a pause must
+        // not bring them back).
+        self.keep_exited_finished();
         for r in self.running.values() {
             if !r.task.is_finished() {
                 r.logger

@@ -218,16 +218,7 @@ impl Cluster {
                     if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
                         meta.remove("resourceVersion");
                     }
-                    server
-                        .api()
-                        .patch(
-                            &t,
-                            PatchType::Merge,
-                            patch.to_string().as_bytes(),
-                            Endpoint::Main,
-                            false,
-                        )
-                        .map_err(|e| HarnessError::Refused(e.to_string()))?;
+                    merge_patch(server, &t, &patch)?;
                 }
                 Err(e) => return Err(HarnessError::Refused(e.to_string())),
             }
@@ -302,16 +293,7 @@ impl Cluster {
             Ok(fake) => fake,
             Err(remote) => return remote.patch(resource, namespace, name, patch),
         };
-        let reply = server
-            .api()
-            .patch(
-                &t,
-                PatchType::Merge,
-                patch.to_string().as_bytes(),
-                Endpoint::Main,
-                false,
-            )
-            .map_err(|e| HarnessError::Refused(e.to_string()))?;
+        let reply = merge_patch(server, &t, patch)?;
         serde_json::from_slice(&reply.body).map_err(|e| HarnessError::Refused(e.to_string()))
     }
 
@@ -389,6 +371,24 @@ impl Cluster {
             Backend::Remote(remote) => remote.written_rv(resource),
         }
     }
+}
+
+/// A merge patch of the fake's object, as the test's own write.
+fn merge_patch(
+    server: &FakeApiServer,
+    t: &Target,
+    patch: &Value,
+) -> Result<fake_apiserver::api::Reply, HarnessError> {
+    server
+        .api()
+        .patch(
+            t,
+            PatchType::Merge,
+            patch.to_string().as_bytes(),
+            Endpoint::Main,
+            false,
+        )
+        .map_err(|e| HarnessError::Refused(e.to_string()))
 }
 
 impl Default for Cluster {
