@@ -273,9 +273,12 @@ fn failed(name: &str, why: impl std::fmt::Display) -> ApiError {
 impl Admission {
     /// Whether any webhook configuration exists (the fast path skips the rest).
     pub(crate) fn configured(api: &Api) -> bool {
-        [MUTATING, VALIDATING]
+        // Asked on every write: the keys are made once.
+        static KEYS: std::sync::OnceLock<[crate::resources::ResourceKey; 2]> =
+            std::sync::OnceLock::new();
+        KEYS.get_or_init(|| [parse_resource(MUTATING), parse_resource(VALIDATING)])
             .iter()
-            .any(|r| api.store.count(&parse_resource(r), None) > 0)
+            .any(|key| api.store.count(key, None) > 0)
     }
 
     /// Runs the mutating, then the validating webhooks for `a`.
