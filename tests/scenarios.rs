@@ -81,3 +81,65 @@ fn example_scenarios_should_match_their_snapshots() {
         assert_outcome!(outcome);
     });
 }
+
+/// The examples' CRD with a status subresource on every version, as most
+/// real CRDs have: the operator's status writes then go to `/status`.
+fn crd_with_status_subresource() -> String {
+    let mut crd: serde_json::Value = serde_yaml::from_str(CRD).unwrap();
+    for version in crd["spec"]["versions"].as_array_mut().unwrap() {
+        version["subresources"] = serde_json::json!({"status": {}});
+    }
+    crd.to_string()
+}
+
+/// Plays `scenario` with the given CRD; the outcome, or the failure.
+fn play(example: &str, crd: &str, scenario: &Scenario) -> kopf_harness::Outcome {
+    kopf_harness::block_on(async {
+        let mut runner = KopfRunner::new(factory(example));
+        runner.settings_mut().execution.default_backoff = std::time::Duration::from_secs(1);
+        runner.cluster().apply(crd).unwrap();
+        runner
+            .play(scenario)
+            .await
+            .unwrap_or_else(|e| panic!("{example} with {crd:.40}: {e}"));
+        runner.stop().await.unwrap();
+        runner.outcome()
+    })
+}
+
+/// Regression test for issue 12: with a status subresource, every example
+/// settles, and ends where it ends without one: the same objects (status
+/// included), handler outcomes and events; only the writes differ, as the
+/// status part of each patch goes to `/status`.
+#[test]
+fn example_scenarios_should_settle_alike_with_a_status_subresource() {
+    let with_status = crd_with_status_subresource();
+    insta::glob!("scenarios/*.yaml", |path| {
+        let example = path.file_stem().unwrap().to_string_lossy().to_string();
+        let scenario = Scenario::from_yaml(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let plain = play(&example, CRD, &scenario);
+        let split = play(&example, &with_status, &scenario);
+        assert_eq!(split.objects, plain.objects, "{example}: final objects");
+        assert_eq!(
+            split.handlers, plain.handlers,
+            "{example}: handler outcomes"
+        );
+        assert_eq!(split.events, plain.events, "{example}: events");
+        let status_writes = |o: &kopf_harness::Outcome| {
+            o.writes
+                .iter()
+                .filter(|w| w.subresource.as_deref() == Some("status"))
+                .count()
+        };
+        assert_eq!(status_writes(&plain), 0, "{example}");
+        let writes_status = plain.writes.iter().any(|w| {
+            w.resource == "kopfexamples.kopf.dev"
+                && w.body.as_ref().is_some_and(|b| b.get("status").is_some())
+        });
+        assert_eq!(
+            status_writes(&split) > 0,
+            writes_status,
+            "{example}: status goes through /status exactly when the operator writes it"
+        );
+    });
+}

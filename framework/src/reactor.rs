@@ -455,6 +455,9 @@ async fn worker(
         // Batch: let more events for this object arrive, keep only the latest.
         tokio::time::sleep(shared.settings.batching.batch_window).await;
         let seen = rx.borrow_and_update().clone();
+        // Whatever arrived during the batch window is taken now too: its
+        // change is consumed here, so no `changed()` will take it later.
+        shared.observe(|o| o.taken(observed));
         let (body, initial) = match seen {
             Seen::Gone => {
                 if let Some((s, _)) = &mut spawned {
