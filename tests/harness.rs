@@ -117,6 +117,146 @@ async fn settle_should_report_what_is_pending() {
     );
 }
 
+/// A handler that never returns: settle gives up when the paused clock
+/// reaches the budget, and says which event the object waits with and what
+/// the operator last did with it.
+#[tokio::test(start_paused = true)]
+async fn settle_should_say_why_an_object_is_still_pending() {
+    let mut runner = KopfRunner::new(|| {
+        let mut op = Operator::new();
+        op.on_create(&examples(), |_ctx: Context| async move {
+            std::future::pending::<()>().await;
+            HandlerResult::Ok(None)
+        })
+        .id("stuck");
+        op
+    });
+    runner.cluster().apply(CRD).unwrap();
+    runner.start().await.unwrap();
+    runner.cluster().apply(OBJ).unwrap();
+    let err = runner.settle().await.unwrap_err();
+    assert_eq!(
+        err.waited,
+        Duration::from_secs(3600),
+        "the whole default budget"
+    );
+    assert!(!err.wall_clock);
+    let key = "kopf.dev/v1/kopfexamples default/kopf-example-1";
+    assert_eq!(err.busy, vec![key.to_string()]);
+    let rv = runner
+        .cluster()
+        .get(KEX, "default", "kopf-example-1")
+        .unwrap()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "  - in progress: {key}\n      latest event: ADDED at rv {rv}; last: not processed yet\n"
+        )),
+        "{text}"
+    );
+}
+
+/// After a handled change, the report says what the operator did with it
+/// (here: its own patch seen and handled, and the delayed retry it waits for).
+#[tokio::test(start_paused = true)]
+async fn settle_report_should_say_what_the_operator_last_did() {
+    let mut runner = KopfRunner::new(|| {
+        let mut op = Operator::new();
+        op.on_create(&examples(), |_ctx: Context| async move {
+            HandlerResult::Err(HandlerError::temporary("later", Duration::from_secs(600)))
+        })
+        .id("later");
+        op
+    });
+    runner.settle_budget(Duration::from_secs(60));
+    runner.cluster().apply(CRD).unwrap();
+    let err = runner
+        .play(&Scenario::new().apply(OBJ).settle())
+        .await
+        .unwrap_err();
+    let HarnessError::Step(2, inner) = err else {
+        panic!("{err}")
+    };
+    let text = inner.to_string();
+    assert!(
+        text.contains("delayed handlers of kopf.dev/v1/kopfexamples default/kopf-example-1 due in"),
+        "{text}"
+    );
+    // The last event is the operator's own patch (progress annotations),
+    // handled with nothing more to write until the retry is due.
+    assert!(
+        text.contains("      latest event: MODIFIED at rv "),
+        "{text}"
+    );
+    assert!(text.contains("; last: handled rv "), "{text}");
+    assert!(text.contains("; nothing to write"), "{text}");
+}
+
+/// A hot retry loop (a zero delay, forever) never lets virtual time reach
+/// the budget quickly: the wall-clock guard ends it, and says so.
+#[tokio::test(start_paused = true)]
+async fn settle_should_stop_a_hot_loop_at_the_wall_clock_guard() {
+    let mut runner = KopfRunner::new(|| {
+        let mut op = Operator::new();
+        op.on_create(&examples(), |_ctx: Context| async move {
+            HandlerResult::Err(HandlerError::temporary("again", Duration::ZERO))
+        })
+        .id("restless");
+        op
+    });
+    // A budget no hot loop reaches: only the guard can end this settle.
+    runner.settle_budget(Duration::from_secs(100 * 365 * 86400));
+    runner.settle_wall_budget(Duration::from_millis(300));
+    runner.cluster().apply(CRD).unwrap();
+    runner.start().await.unwrap();
+    runner.cluster().apply(OBJ).unwrap();
+    let err = runner.settle().await.unwrap_err();
+    assert!(err.wall_clock, "{err}");
+    assert!(
+        err.to_string().starts_with(
+            "the operator did not settle: it kept busy for the whole wall-clock guard"
+        ),
+        "{err}"
+    );
+}
+
+/// Regression test for issue 12: the Events the operator posts carry the
+/// one virtual clock that objects carry, not the wall clock.
+#[tokio::test(start_paused = true)]
+async fn posted_events_should_follow_the_virtual_clock() {
+    let mut runner = KopfRunner::new(minimal::operator);
+    runner.cluster().apply(CRD).unwrap();
+    runner
+        .play(
+            &Scenario::new()
+                .advance(Duration::from_secs(90))
+                .apply(OBJ)
+                .settle(),
+        )
+        .await
+        .unwrap();
+    let events = runner.cluster().events_for("kopf-example-1");
+    assert!(!events.is_empty());
+    let created = runner
+        .cluster()
+        .get(KEX, "default", "kopf-example-1")
+        .unwrap();
+    // EPOCH (2023-11-14T22:13:20Z) plus the 90 s advanced before creation.
+    assert_eq!(
+        created["metadata"]["creationTimestamp"],
+        "2023-11-14T22:14:50Z"
+    );
+    for event in events {
+        for field in ["eventTime", "firstTimestamp", "lastTimestamp"] {
+            let time = event[field].as_str().unwrap_or_default();
+            assert!(time.starts_with("2023-11-14T22:14:50"), "{field}: {time}");
+        }
+    }
+}
+
 /// Restarting between retries continues; a fault rule on the operator's
 /// patches is survived; expectations check the final state.
 #[tokio::test(start_paused = true)]

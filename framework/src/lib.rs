@@ -69,3 +69,9 @@ pub use settings::{
     Settings, Watching, WebhookServer,
 };
 pub use stopping::{StopReason, Stopped};
+
+// The crates an operator's own code needs, at the versions kopf uses (two
+// versions of kube would give two incompatible `kube::Client`s).
+pub use k8s_openapi;
+pub use kube;
+pub use serde_json;

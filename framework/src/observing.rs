@@ -15,6 +15,8 @@ use tokio::time::Instant;
 
 #[derive(Debug, Default)]
 struct State {
+    /// Bumped on every change, for waiters ([`Observer::changed`]).
+    generation: u64,
     ready: bool,
     /// Paused by peering: queued work waits for the pause to end.
     paused: bool,
@@ -32,11 +34,36 @@ struct State {
     /// while parked (`until` = `None`: no known deadline; daemons are
     /// always parked to observers).
     spawned: BTreeMap<String, Option<Option<Instant>>>,
+    /// Per object: the latest event queued for it (type and resourceVersion).
+    events: HashMap<String, String>,
+    /// Per object: what its worker last did with it.
+    notes: HashMap<String, String>,
 }
 
 /// A shared view of an operator's pending work. Cheap to clone.
-#[derive(Clone, Debug, Default)]
-pub struct Observer(Arc<Mutex<State>>);
+#[derive(Clone, Debug)]
+pub struct Observer(Arc<Mutex<State>>, Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Default for Observer {
+    fn default() -> Self {
+        Observer(Arc::default(), Arc::new(tokio::sync::watch::Sender::new(0)))
+    }
+}
+
+/// Changes to what an [`Observer`] sees, to wait on.
+#[derive(Debug)]
+pub struct Changes(tokio::sync::watch::Receiver<u64>);
+
+impl Changes {
+    /// Waits until the observer sees a change after the last call (or
+    /// after [`Observer::changes`] made this); returns at once if there was
+    /// one meanwhile.
+    pub async fn changed(&mut self) {
+        if self.0.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
 
 /// What is still pending, for reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +72,9 @@ pub struct Pending {
     pub queued: Vec<String>,
     /// Objects being processed.
     pub busy: Vec<String>,
+    /// Per queued, busy or delayed object: the latest event queued for it
+    /// and what its worker last did with it.
+    pub notes: Vec<(String, String)>,
     /// Event handlers still running.
     pub detached: usize,
     /// Delayed handlers: object and when (relative to now).
@@ -61,12 +91,32 @@ impl Observer {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Changes the state and wakes whoever waits for changes.
+    fn update<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let (r, generation) = {
+            let mut s = self.lock();
+            let r = f(&mut s);
+            s.generation += 1;
+            (r, s.generation)
+        };
+        self.1.send_replace(generation);
+        r
+    }
+
+    /// A handle to wait for the next change (for embedders that wait until
+    /// the operator is quiet without polling).
+    pub fn changes(&self) -> Changes {
+        let mut rx = self.1.subscribe();
+        rx.mark_unchanged();
+        Changes(rx)
+    }
+
     pub(crate) fn set_ready(&self) {
-        self.lock().ready = true;
+        self.update(|s| s.ready = true);
     }
 
     pub(crate) fn set_paused(&self, paused: bool) {
-        self.lock().paused = paused;
+        self.update(|s| s.paused = paused);
     }
 
     /// Whether peering paused the operator (queued work waits meanwhile).
@@ -74,60 +124,75 @@ impl Observer {
         self.lock().paused
     }
 
-    pub(crate) fn queued(&self, key: &str) {
-        self.lock().queued.insert(key.to_string());
+    /// An event (`what`: its type and resourceVersion) is queued for the
+    /// object `key`.
+    pub(crate) fn queued(&self, key: &str, what: String) {
+        self.update(|s| {
+            s.queued.insert(key.to_string());
+            s.events.insert(key.to_string(), what);
+        });
     }
 
     pub(crate) fn taken(&self, key: &str) {
-        let mut s = self.lock();
-        s.queued.remove(key);
-        s.wakeups.remove(key);
-        s.busy.insert(key.to_string());
+        self.update(|s| {
+            s.queued.remove(key);
+            s.wakeups.remove(key);
+            s.busy.insert(key.to_string());
+        });
     }
 
-    pub(crate) fn done(&self, key: &str, wake: Option<Instant>) {
-        let mut s = self.lock();
-        s.busy.remove(key);
-        match wake {
-            Some(at) => {
-                s.wakeups.insert(key.to_string(), at);
+    /// The worker of `key` is done for now (`note`: what it did), with
+    /// delayed handlers due at `wake`, if any.
+    pub(crate) fn done(&self, key: &str, wake: Option<Instant>, note: String) {
+        self.update(|s| {
+            s.busy.remove(key);
+            s.notes.insert(key.to_string(), note);
+            match wake {
+                Some(at) => {
+                    s.wakeups.insert(key.to_string(), at);
+                }
+                None => {
+                    s.wakeups.remove(key);
+                }
             }
-            None => {
-                s.wakeups.remove(key);
-            }
-        }
+        });
     }
 
     pub(crate) fn gone(&self, key: &str) {
-        let mut s = self.lock();
-        s.queued.remove(key);
-        s.busy.remove(key);
-        s.wakeups.remove(key);
+        self.update(|s| {
+            s.queued.remove(key);
+            s.busy.remove(key);
+            s.wakeups.remove(key);
+            s.events.remove(key);
+            s.notes.remove(key);
+        });
     }
 
     /// A daemon or timer runs its code (`None`) or parks (`Some(until)`).
     pub(crate) fn spawned(&self, key: &str, state: Option<Option<Instant>>) {
-        self.lock().spawned.insert(key.to_string(), state);
+        self.update(|s| s.spawned.insert(key.to_string(), state));
     }
 
     /// A daemon or timer has exited.
     pub(crate) fn unspawned(&self, key: &str) {
-        self.lock().spawned.remove(key);
+        self.update(|s| s.spawned.remove(key));
     }
 
     pub(crate) fn detached(&self, delta: isize) {
-        let mut s = self.lock();
-        s.detached = s.detached.saturating_add_signed(delta);
+        self.update(|s| s.detached = s.detached.saturating_add_signed(delta));
     }
 
     pub(crate) fn watching(&self, resource: &str) {
-        self.lock().seen.entry(resource.to_string()).or_insert(0);
+        self.update(|s| {
+            s.seen.entry(resource.to_string()).or_insert(0);
+        });
     }
 
     pub(crate) fn seen(&self, resource: &str, rv: u64) {
-        let mut s = self.lock();
-        let entry = s.seen.entry(resource.to_string()).or_insert(0);
-        *entry = (*entry).max(rv);
+        self.update(|s| {
+            let entry = s.seen.entry(resource.to_string()).or_insert(0);
+            *entry = (*entry).max(rv);
+        });
     }
 
     /// Whether startup is over and the initial listings were dispatched.
@@ -186,6 +251,19 @@ impl Observer {
         Pending {
             queued: s.queued.iter().cloned().collect(),
             busy: s.busy.iter().cloned().collect(),
+            notes: s
+                .queued
+                .iter()
+                .chain(&s.busy)
+                .chain(s.wakeups.keys())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .map(|k| {
+                    let event = s.events.get(k).map_or("no event", String::as_str);
+                    let note = s.notes.get(k).map_or("not processed yet", String::as_str);
+                    (k.clone(), format!("latest event: {event}; last: {note}"))
+                })
+                .collect(),
             detached: s.detached,
             wakeups: s
                 .wakeups

@@ -70,12 +70,17 @@ fn event_body(p: &Posting, now: Timestamp) -> Option<Event> {
     serde_json::from_value(body).ok()
 }
 
-/// Starts the poster: a task posting events in order; returns its inbox.
-pub(crate) fn start(client: Client) -> mpsc::UnboundedSender<Posting> {
+/// Starts the poster: a task posting events in order, stamped by `clock`
+/// (the operator's, so that under a test's virtual clock events carry the
+/// same time as everything else); returns its inbox.
+pub(crate) fn start(
+    client: Client,
+    clock: crate::settings::Clock,
+) -> mpsc::UnboundedSender<Posting> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Posting>();
     tokio::spawn(async move {
         while let Some(p) = rx.recv().await {
-            let Some(event) = event_body(&p, Timestamp::now()) else {
+            let Some(event) = event_body(&p, clock.now()) else {
                 continue;
             };
             let namespace = event.metadata.namespace.clone().unwrap_or_default();

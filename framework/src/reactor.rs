@@ -211,16 +211,17 @@ pub(crate) async fn watch_resource(
             Ok(b) => Arc::new(b),
             Err(_) => continue,
         };
+        // The raw event's type (`None` in the initial listing, as in Kopf).
         let event_type = if gone {
             known.remove(&key);
-            Value::from("DELETED")
+            Some("DELETED")
         } else if initial {
             known.insert(key.clone());
-            Value::Null
+            None
         } else if known.insert(key.clone()) {
-            Value::from("ADDED")
+            Some("ADDED")
         } else {
-            Value::from("MODIFIED")
+            Some("MODIFIED")
         };
         if indexing {
             // Indices first: whatever handles the event sees them current.
@@ -233,7 +234,7 @@ pub(crate) async fn watch_resource(
         if let Some(listed) = relisted.as_mut().filter(|_| initial) {
             listed.insert(key.clone());
         }
-        spawn_event_handlers(&shared, &body, event_type);
+        spawn_event_handlers(&shared, &body, event_type.map_or(Value::Null, Value::from));
         let has_workers = shared.handlers.iter().any(|h| {
             !matches!(
                 h.reason,
@@ -248,7 +249,10 @@ pub(crate) async fn watch_resource(
             });
         if has_workers && !stale && (!gone || workers.contains_key(&key)) {
             // Queued before seen: whoever sees the resourceVersion sees the work too.
-            shared.observe(|o| o.queued(&shared.object_key(&key)));
+            shared.observe(|o| {
+                let what = format!("{} at rv {rv}", event_type.unwrap_or("listed"));
+                o.queued(&shared.object_key(&key), what);
+            });
         }
         shared.observe(|o| o.seen(&shared.resource_key(), rv));
         if !has_workers {
@@ -440,7 +444,7 @@ async fn worker(
             // Not work in progress meanwhile (what is queued waits).
             shared.observe(|o| {
                 o.taken(observed);
-                o.done(observed, None);
+                o.done(observed, None, "paused by peering".into());
             });
             let resumed = tokio::select! {
                 _ = paused.wait_for(|p| !*p) => true,
@@ -472,7 +476,11 @@ async fn worker(
         // An older version than one already handled is a stale event: skip it.
         if let Some(newest) = &newest {
             if !reached(rv_of(&body), newest) {
-                shared.observe(|o| o.done(observed, wake));
+                let note = format!(
+                    "skipped rv {} as stale (rv {newest} was handled)",
+                    rv_of(&body).unwrap_or("?")
+                );
+                shared.observe(|o| o.done(observed, wake, note));
                 continue;
             }
         }
@@ -481,7 +489,11 @@ async fn worker(
         }
         if let Some((expected, deadline)) = &awaiting {
             if !reached(rv_of(&body), expected) && tokio::time::Instant::now() < *deadline {
-                shared.observe(|o| o.done(observed, wake));
+                let note = format!(
+                    "waits for its own patch (rv {expected}) in the watch; has seen rv {}",
+                    rv_of(&body).unwrap_or("?")
+                );
+                shared.observe(|o| o.done(observed, wake, note));
                 continue;
             }
             awaiting = None;
@@ -520,13 +532,17 @@ async fn worker(
             retry.remove(&["metadata", "resourceVersion"]);
             match Box::pin(apply(&shared, &namespace, &name, retry.clone())).await {
                 Ok(rv) => {
+                    let note = format!(
+                        "wrote a patch that had failed before; now at rv {}",
+                        rv.as_deref().unwrap_or("?")
+                    );
                     if let Some(rv) = rv {
                         awaiting = Some((
                             rv,
                             tokio::time::Instant::now() + shared.settings.batching.patch_wait,
                         ));
                     }
-                    shared.observe(|o| o.done(observed, wake));
+                    shared.observe(|o| o.done(observed, wake, note));
                     continue;
                 }
                 Err(Failure::Gone) => return,
@@ -539,7 +555,8 @@ async fn worker(
                             .error_throttle
                             .min(std::time::Duration::from_secs(1));
                     wake = Some(wake.map_or(throttle, |w| w.min(throttle)));
-                    shared.observe(|o| o.done(observed, wake));
+                    let note = "retrying a patch that failed again".to_string();
+                    shared.observe(|o| o.done(observed, wake, note));
                     continue;
                 }
             }
@@ -579,22 +596,29 @@ async fn worker(
         wake = decision
             .delay
             .and_then(|d| tokio::time::Instant::now().checked_add(d));
+        let handled = format!("handled rv {}", rv_of(&body).unwrap_or("?"));
         if decision.patch.is_empty() {
-            shared.observe(|o| o.done(observed, wake));
+            let note = format!("{handled}; nothing to write");
+            shared.observe(|o| o.done(observed, wake, note));
             continue;
         }
         // Kept until written: if the write fails, it is retried as is, so a
         // handler that succeeded is not invoked again for the same change.
         pending = Some(decision.patch.clone());
+        let note;
         match Box::pin(apply(&shared, &namespace, &name, decision.patch)).await {
             Ok(Some(rv)) => {
                 pending = None;
+                note = format!("{handled}; patched it to rv {rv}, to be seen in the watch");
                 awaiting = Some((
                     rv,
                     tokio::time::Instant::now() + settings.batching.patch_wait,
                 ));
             }
-            Ok(None) => pending = None,
+            Ok(None) => {
+                pending = None;
+                note = format!("{handled}; patched it");
+            }
             Err(Failure::Gone) => return,
             Err(Failure::Conflict) => {
                 // The object changed in between, or the server refused for now:
@@ -604,14 +628,16 @@ async fn worker(
                     "[{namespace}/{name}] Patching conflicted; will retry with the newer version."
                 );
                 wake = Some(tokio::time::Instant::now());
+                note = format!("{handled}; its patch conflicted (409), to be retried");
             }
             Err(Failure::Other(e)) => {
                 tracing::error!("[{namespace}/{name}] Patching failed: {e}");
+                note = format!("{handled}; its patch failed, to be retried: {e}");
                 let throttle = tokio::time::Instant::now() + settings.execution.error_throttle;
                 wake = Some(wake.map_or(throttle, |w| w.min(throttle)));
             }
         }
-        shared.observe(|o| o.done(observed, wake));
+        shared.observe(|o| o.done(observed, wake, note));
     }
 }
 

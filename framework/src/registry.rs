@@ -181,7 +181,7 @@ impl Handler {
 
     /// The handler's id (the key of its progress record and status
     /// field); with a [`Handler::field`], the id is `<id>/<field>`.
-    pub fn id(&mut self, id: &str) -> &mut Self {
+    pub fn id(&mut self, id: impl Into<String>) -> &mut Self {
         self.base = id.into();
         self.reid();
         self
@@ -499,5 +499,15 @@ mod tests {
         let mut small = ok.clone();
         small["spec"]["size"] = json!(1);
         assert!(!h.matches(&small));
+    }
+
+    #[test]
+    fn ids_should_be_given_as_str_or_string() {
+        let f: HandlerFn = Arc::new(|_ctx| Box::pin(async { Ok(None) }));
+        let resource = Resource::new("kopf.dev", "v1", "kopfexamples");
+        let mut h = Handler::new(resource, Reason::Create, "x".into(), f);
+        assert_eq!(h.id("literal").id, "literal");
+        let owned = format!("made-{}", 1);
+        assert_eq!(h.id(owned).id, "made-1");
     }
 }

@@ -289,11 +289,55 @@ impl Cluster {
         name: &str,
         patch: &Value,
     ) -> Result<Value, HarnessError> {
+        self.patch_at(resource, namespace, name, patch, Endpoint::Main)
+    }
+
+    /// Merge-patches the object's `/status` subresource, as a controller
+    /// reporting on it would (e.g. a Deployment's `readyReplicas`); for
+    /// resources without that subresource, the object itself.
+    ///
+    /// # Errors
+    /// When the server refuses (e.g. 404).
+    pub fn patch_status(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value, HarnessError> {
+        self.patch_at(resource, namespace, name, patch, Endpoint::Status)
+    }
+
+    fn patch_at(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+        endpoint: Endpoint,
+    ) -> Result<Value, HarnessError> {
         let (server, t) = match self.target(resource, namespace, name)? {
             Ok(fake) => fake,
-            Err(remote) => return remote.patch(resource, namespace, name, patch),
+            Err(remote) => {
+                let status = endpoint == Endpoint::Status;
+                return remote.patch(resource, namespace, name, patch, status);
+            }
         };
-        let reply = merge_patch(server, &t, patch)?;
+        let endpoint = if t.kind.has_status(&t.version) {
+            endpoint
+        } else {
+            Endpoint::Main
+        };
+        let reply = server
+            .api()
+            .patch(
+                &t,
+                PatchType::Merge,
+                patch.to_string().as_bytes(),
+                endpoint,
+                false,
+            )
+            .map_err(|e| HarnessError::Refused(e.to_string()))?;
         serde_json::from_slice(&reply.body).map_err(|e| HarnessError::Refused(e.to_string()))
     }
 

@@ -59,6 +59,25 @@ pub struct Outcome {
     pub handlers: Vec<String>,
     /// The operator's log at info level and above.
     pub log: Vec<String>,
+    /// Where more objects come from ([`Outcome::with_objects`]).
+    #[serde(skip)]
+    source: Source,
+}
+
+/// The cluster an outcome was collected from; not part of its value.
+#[derive(Clone, Default)]
+struct Source(Option<Cluster>);
+
+impl PartialEq for Source {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Source")
+    }
 }
 
 fn is_uuid(s: &[u8]) -> bool {
@@ -146,6 +165,22 @@ pub fn redact(v: &Value) -> Value {
     }
 }
 
+/// apiVersion, kind, namespace and name: what tells two objects apart.
+fn identity(v: &Value) -> (String, String, String, String) {
+    let s = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    (
+        s("/apiVersion"),
+        s("/kind"),
+        s("/metadata/namespace"),
+        s("/metadata/name"),
+    )
+}
+
 fn rv(v: &Value) -> u64 {
     v.pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
@@ -222,7 +257,47 @@ impl Outcome {
             writes,
             handlers,
             log,
+            source: Source(Some(cluster.clone())),
         }
+    }
+
+    /// The same outcome, with the final objects of more resources (`plural`
+    /// or `plural.group`, e.g. `deployments.apps`, `services`): the
+    /// children an operator made, with whatever status they reached. Each
+    /// resource's objects follow the handled ones, in key order; a resource
+    /// already shown is not repeated.
+    ///
+    /// ```no_run
+    /// # fn doc(runner: &kopf_harness::KopfRunner) {
+    /// let outcome = runner.outcome().with_objects(["deployments.apps", "services"]);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_objects<S: AsRef<str>>(mut self, resources: impl IntoIterator<Item = S>) -> Self {
+        let Some(cluster) = self.source.0.clone() else {
+            return self;
+        };
+        let mut shown: std::collections::HashSet<(String, String, String, String)> =
+            self.objects.iter().map(identity).collect();
+        for resource in resources {
+            for object in cluster.list(resource.as_ref()) {
+                let object = redact(&object);
+                if shown.insert(identity(&object)) {
+                    self.objects.push(object);
+                }
+            }
+        }
+        self
+    }
+
+    /// The same outcome, with the final objects of every resource the
+    /// operator wrote to (Events aside), as [`Outcome::with_objects`].
+    #[must_use]
+    pub fn with_written_objects(self) -> Self {
+        let mut written: Vec<String> = self.writes.iter().map(|w| w.resource.clone()).collect();
+        written.sort();
+        written.dedup();
+        self.with_objects(written)
     }
 
     /// The outcome as YAML (what the snapshots hold).

@@ -30,7 +30,8 @@ type Reply = mpsc::Sender<Result<Value, HarnessError>>;
 enum Op {
     Apply(Vec<Value>),
     Get(String, String, String),
-    Patch(String, String, String, Value),
+    /// Resource, namespace, name, merge patch, and whether to `/status`.
+    Patch(String, String, String, Value, bool),
     Delete(String, String, String),
     List(String),
 }
@@ -124,12 +125,14 @@ impl Remote {
         namespace: &str,
         name: &str,
         patch: &Value,
+        status: bool,
     ) -> Result<Value, HarnessError> {
         self.call(Op::Patch(
             resource.into(),
             namespace.into(),
             name.into(),
             patch.clone(),
+            status,
         ))
     }
 
@@ -293,13 +296,17 @@ impl Driver {
                     .map_err(refused)?;
                 serde_json::to_value(obj).map_err(refused)
             }
-            Op::Patch(resource, namespace, name, patch) => {
+            Op::Patch(resource, namespace, name, patch, status) => {
                 let (ar, caps) = self.by_name(&resource).await?;
-                let obj = self
-                    .api(&ar, &caps, &namespace)
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .map_err(refused)?;
+                let api = self.api(&ar, &caps, &namespace);
+                let params = PatchParams::default();
+                let obj = if status {
+                    api.patch_status(&name, &params, &Patch::Merge(&patch))
+                        .await
+                } else {
+                    api.patch(&name, &params, &Patch::Merge(&patch)).await
+                }
+                .map_err(refused)?;
                 self.saw(&ar, &obj);
                 serde_json::to_value(obj).map_err(refused)
             }

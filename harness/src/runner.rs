@@ -27,6 +27,10 @@ pub struct SettleError {
     pub queued: Vec<String>,
     /// Objects being processed.
     pub busy: Vec<String>,
+    /// Why each queued, busy or delayed object is still pending: the latest
+    /// event queued for it (type and resourceVersion) and what the
+    /// operator last did with it.
+    pub notes: Vec<(String, String)>,
     /// Event handlers still running.
     pub detached: usize,
     /// Delayed handlers: object and time until due.
@@ -37,15 +41,35 @@ pub struct SettleError {
     pub behind: Vec<(String, u64, u64)>,
     /// Whether startup (activities, initial listings) finished.
     pub ready: bool,
+    /// Whether the wall-clock guard stopped it (the operator kept busy)
+    /// rather than the virtual-time budget.
+    pub wall_clock: bool,
+}
+
+impl SettleError {
+    fn note(&self, f: &mut fmt::Formatter<'_>, key: &str) -> fmt::Result {
+        for (_, note) in self.notes.iter().filter(|(k, _)| k == key) {
+            writeln!(f, "      {note}")?;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for SettleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "the operator did not settle within {:?} of virtual time:",
-            self.waited
-        )?;
+        if self.wall_clock {
+            writeln!(
+                f,
+                "the operator did not settle: it kept busy for the whole wall-clock guard ({:?} of virtual time passed):",
+                self.waited
+            )?;
+        } else {
+            writeln!(
+                f,
+                "the operator did not settle within {:?} of virtual time:",
+                self.waited
+            )?;
+        }
         if !self.ready {
             writeln!(
                 f,
@@ -54,9 +78,11 @@ impl fmt::Display for SettleError {
         }
         for q in &self.queued {
             writeln!(f, "  - queued: {q}")?;
+            self.note(f, q)?;
         }
         for b in &self.busy {
             writeln!(f, "  - in progress: {b}")?;
+            self.note(f, b)?;
         }
         for r in &self.running {
             writeln!(f, "  - running: {r}")?;
@@ -66,6 +92,7 @@ impl fmt::Display for SettleError {
         }
         for (w, d) in &self.wakeups {
             writeln!(f, "  - delayed handlers of {w} due in {d:?}")?;
+            self.note(f, w)?;
         }
         for (r, seen, latest) in &self.behind {
             writeln!(
@@ -97,6 +124,7 @@ pub struct KopfRunner {
     observer: Observer,
     running: Option<Running>,
     budget: Duration,
+    wall_budget: Duration,
     stop_timeout: Duration,
 }
 
@@ -137,6 +165,7 @@ impl KopfRunner {
             observer,
             running: None,
             budget: Duration::from_secs(3600),
+            wall_budget: Duration::from_secs(20),
             stop_timeout: Duration::from_secs(60),
         }
     }
@@ -151,9 +180,21 @@ impl KopfRunner {
         &mut self.settings
     }
 
-    /// How much virtual time `settle` may spend (default one hour).
+    /// How much virtual time `settle` may spend (default one hour): delayed
+    /// handlers due later than this are reported instead of waited for.
+    /// A stuck operator costs no wall time for it: `settle` waits for the
+    /// operator's next change, and the paused clock jumps to the budget's
+    /// end when nothing else is due.
     pub fn settle_budget(&mut self, budget: Duration) -> &mut Self {
         self.budget = budget;
+        self
+    }
+
+    /// How much wall-clock time one `settle` may spend (default 20 s): the
+    /// guard against an operator that never stops working (a hot retry
+    /// loop), which virtual time alone cannot end.
+    pub fn settle_wall_budget(&mut self, budget: Duration) -> &mut Self {
+        self.wall_budget = budget;
         self
     }
 
@@ -206,12 +247,18 @@ impl KopfRunner {
     /// delayed handler due (delays are waited out: a 60-second backoff costs
     /// nothing under a paused clock).
     ///
+    /// It waits for the operator's changes rather than polling, so a stuck
+    /// operator is reported as soon as the paused clock reaches the budget.
+    ///
     /// # Errors
-    /// A [`SettleError`] reporting what is still pending when the budget
-    /// (default one hour of virtual time) runs out.
+    /// A [`SettleError`] reporting what is still pending, and why, when the
+    /// budget (default one hour of virtual time) or the wall-clock guard
+    /// (default 20 s) runs out.
     pub async fn settle(&self) -> Result<(), SettleError> {
         let start = tokio::time::Instant::now();
+        let wall = std::time::Instant::now();
         let deadline = start + self.budget;
+        let mut changes = self.observer.changes();
         loop {
             // Let every ready task run before looking.
             for _ in 0..3 {
@@ -238,13 +285,18 @@ impl KopfRunner {
                     Some(at) if at <= deadline => {
                         // At least a millisecond, so that paused time moves on.
                         let at = at.max(tokio::time::Instant::now() + Duration::from_millis(1));
-                        tokio::time::sleep_until(at).await;
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(at) => {}
+                            _ = changes.changed() => {}
+                        }
                         continue;
                     }
                     Some(_) => {}
                 }
             }
+            let out_of_wall_time = wall.elapsed() >= self.wall_budget;
             if tokio::time::Instant::now() >= deadline
+                || out_of_wall_time
                 || (quiet && self.observer.next_wakeup().is_some_and(|at| at > deadline))
             {
                 let pending = self.observer.pending();
@@ -252,14 +304,26 @@ impl KopfRunner {
                     waited: start.elapsed(),
                     queued: pending.queued,
                     busy: pending.busy,
+                    notes: pending.notes,
                     detached: pending.detached,
                     wakeups: pending.wakeups,
                     running: pending.running,
                     behind: self.behind(),
                     ready: self.observer.is_ready(),
+                    wall_clock: out_of_wall_time,
                 });
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            // Wait for the operator to change something. A remote cluster's
+            // server moves on without telling the observer: look again soon.
+            let poll = if self.cluster.is_fake() {
+                deadline
+            } else {
+                tokio::time::Instant::now() + Duration::from_millis(20)
+            };
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep_until(poll.min(deadline)) => {}
+            }
         }
     }
 
