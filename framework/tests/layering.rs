@@ -82,23 +82,52 @@ fn used_modules(text: &str) -> BTreeSet<String> {
     used
 }
 
+/// Every source file as (module, code): a file `src/x.rs` is module `x`,
+/// and every file under a folder `src/x/` is module `x` too; only the code
+/// outside `#[cfg(test)]` modules counts.
 fn sources() -> Vec<(String, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut out = Vec::new();
-    for entry in fs::read_dir(&dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "rs") {
-            let module = path.file_stem().unwrap().to_string_lossy().to_string();
-            let text = fs::read_to_string(&path).unwrap();
-            // Only the code outside `#[cfg(test)]` modules counts.
+    files()
+        .into_iter()
+        .map(|(module, _, text)| {
             let code = match text.find("#[cfg(test)]\nmod tests") {
                 Some(i) => text[..i].to_string(),
                 None => text,
             };
-            out.push((module, code));
+            (module, code)
+        })
+        .collect()
+}
+
+/// Every `.rs` file under `src/`: its module, its path and its text.
+fn files() -> Vec<(String, std::path::PathBuf, String)> {
+    fn walk(dir: &Path, module: Option<&str>, out: &mut Vec<(String, std::path::PathBuf, String)>) {
+        for entry in fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+            if path.is_dir() {
+                walk(&path, Some(module.unwrap_or(&stem)), out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let module = module.unwrap_or(&stem).to_string();
+                out.push((module, path.clone(), fs::read_to_string(&path).unwrap()));
+            }
         }
     }
+    let mut out = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        None,
+        &mut out,
+    );
     out
+}
+
+/// No source file grows past about 800 lines: split it by what it does.
+#[test]
+fn files_should_stay_under_800_lines() {
+    for (_, path, text) in files() {
+        let lines = text.lines().count();
+        assert!(lines <= 800, "{} has {lines} lines", path.display());
+    }
 }
 
 /// Lower layers never use higher ones.

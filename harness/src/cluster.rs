@@ -15,7 +15,7 @@ use fake_apiserver::{
 };
 use serde_json::Value;
 
-use crate::{outcome::WriteRecord, remote::Remote, HarnessError};
+use crate::{records::WriteRecord, remote::Remote, HarnessError};
 
 /// The epoch the virtual clocks start at (2023-11-14T22:13:20Z).
 pub const EPOCH: i64 = 1_700_000_000;

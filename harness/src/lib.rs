@@ -34,14 +34,16 @@
 mod cluster;
 mod outcome;
 mod process;
+mod records;
 mod remote;
 mod runner;
 mod scenario;
 pub mod strategies;
 
 pub use cluster::{Cluster, EPOCH};
-pub use outcome::{redact, redact_str, EventRecord, Outcome, WriteRecord};
+pub use outcome::{redact, redact_str, Outcome};
 pub use process::ProcessRunner;
+pub use records::{EventRecord, WriteRecord};
 pub use runner::{KopfRunner, OperatorFactory, SettleError};
 pub use scenario::{ObjectRef, Scenario, Step};
 

@@ -22,7 +22,7 @@ use kube::{
 };
 use serde_json::Value;
 
-use crate::{outcome::WriteRecord, HarnessError};
+use crate::{records::WriteRecord, HarnessError};
 
 type Reply = mpsc::Sender<Result<Value, HarnessError>>;
 

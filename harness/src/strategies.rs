@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 
 use crate::{
     outcome::Outcome,
+    runner::KopfRunner,
     scenario::{ObjectRef, Scenario, Step},
-    KopfRunner,
 };
 
 /// A nested spec: a string field, a number, a list and a nested map.
