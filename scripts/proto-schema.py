@@ -3,7 +3,7 @@
 JSON names, types) that fake-apiserver decodes request bodies with.
 
 Usage: scripts/proto-schema.py <dir with k8s.io/api and apimachinery
-generated.proto files> > fake-apiserver/src/protobuf.schema
+generated.proto files> > fake-apiserver/src/endpoints/protobuf.schema
 
 Output, one line each:
   M <full message name>

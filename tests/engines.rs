@@ -558,11 +558,13 @@ fn seed_pods(runner: &KopfRunner) {
             ))
             .unwrap();
         let server = runner.cluster().server().unwrap();
-        let target = fake_apiserver::api::Target {
+        let target = fake_apiserver::registry::rest::Target {
             kind: server
                 .api()
                 .resources
-                .get(&fake_apiserver::inject::parse_resource("pods"))
+                .get(&fake_apiserver::apimachinery::resource_key::parse_resource(
+                    "pods",
+                ))
                 .unwrap(),
             version: "v1".into(),
             namespace: ns.into(),
@@ -572,9 +574,9 @@ fn seed_pods(runner: &KopfRunner) {
             .api()
             .patch(
                 &target,
-                fake_apiserver::patch::PatchType::Merge,
+                fake_apiserver::registry::patch::PatchType::Merge,
                 json!({"status": {"phase": phase}}).to_string().as_bytes(),
-                fake_apiserver::semantics::Endpoint::Status,
+                fake_apiserver::registry::semantics::Endpoint::Status,
                 false,
             )
             .unwrap();

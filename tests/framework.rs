@@ -5,8 +5,10 @@
 use std::time::Duration;
 
 use fake_apiserver::{
-    inject::{FaultAction, FaultRule},
-    journal::Filter,
+    testing::{
+        faults::{FaultAction, FaultRule},
+        journal::Filter,
+    },
     FakeApiServer,
 };
 use kopf::{Context, HandlerError, HandlerResult, Operator, Resource};

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use fake_apiserver::inject::{FaultAction, FaultRule};
+use fake_apiserver::testing::faults::{FaultAction, FaultRule};
 use kopf::{Context, HandlerError, HandlerResult, Operator, Resource};
 use kopf_harness::{assert_outcome, block_on, HarnessError, KopfRunner, Scenario};
 use serde_json::json;

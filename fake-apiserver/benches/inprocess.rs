@@ -159,14 +159,14 @@ fn watch_fanout(c: &mut Criterion) {
                 for _ in 0..iters {
                     let (server, api) = filled(1).await;
                     let core = server.api().clone();
-                    let t = fake_apiserver::api::Target {
+                    let t = fake_apiserver::registry::rest::Target {
                         kind: core.resources.lookup("", "v1", "configmaps").unwrap(),
                         version: "v1".into(),
                         namespace: "default".into(),
                         name: String::new(),
                     };
                     let rv = core.store.current_rv().to_string();
-                    let opts = fake_apiserver::api::ListOptions {
+                    let opts = fake_apiserver::registry::rest::ListOptions {
                         resource_version: Some(rv),
                         ..Default::default()
                     };
@@ -214,14 +214,14 @@ fn journal_overhead(c: &mut Criterion) {
         (
             "journal on",
             true,
-            fake_apiserver::journal::DEFAULT_LIMIT,
+            fake_apiserver::testing::journal::DEFAULT_LIMIT,
             false,
         ),
         ("journal on (limit 100000)", true, 100_000, false),
         (
             "journal on + 1 rule",
             true,
-            fake_apiserver::journal::DEFAULT_LIMIT,
+            fake_apiserver::testing::journal::DEFAULT_LIMIT,
             true,
         ),
     ] {
@@ -231,10 +231,10 @@ fn journal_overhead(c: &mut Criterion) {
         if rule {
             server
                 .injector()
-                .add_fault(fake_apiserver::inject::FaultRule::new(
+                .add_fault(fake_apiserver::testing::faults::FaultRule::new(
                     &["delete"],
                     "secrets",
-                    fake_apiserver::inject::FaultAction::DropBefore,
+                    fake_apiserver::testing::faults::FaultAction::DropBefore,
                 ));
         }
         group.bench_function(format!("get, {label}"), |b| {
@@ -360,7 +360,7 @@ fn namespace_deletion(c: &mut Criterion) {
                     .unwrap();
                 let api = server.api().clone();
                 let kind = api.resources.lookup("", "v1", "configmaps").unwrap();
-                let t = fake_apiserver::api::Target {
+                let t = fake_apiserver::registry::rest::Target {
                     kind,
                     version: "v1".into(),
                     namespace: "doomed".into(),

@@ -18,7 +18,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use fake_apiserver::{api::Target, FakeApiServer};
+use fake_apiserver::{registry::rest::Target, FakeApiServer};
 use http_body_util::Full;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},

@@ -27,56 +27,32 @@
 //!
 //! # Layout
 //!
-//! Lowest layer first; a layer never reaches upward.
+//! Folders, lowest layer first: a folder uses only folders listed before it,
+//! and the folders of one item (peers) do not use each other
+//! (`tests/layering.rs` checks this).
 //!
-//! - [`resources`]: which kinds exist (built-ins, and kinds added by CRDs).
-//! - [`store`]: the versioned object store: resourceVersions, serialized
-//!   bytes shared by every reader, bounded event history. Pure and synchronous.
-//! - [`protobuf`]: protobuf request bodies (what kubectl sends for built-ins).
-//! - [`selector`], [`semantics`], [`crd`], [`schema`], [`patch`]: the rules applied on
-//!   every write (defaulting, validation, generation, status split,
-//!   finalizers) and the patch formats, as pure functions.
-//! - [`watch`]: fan-out of store events (and injected ones) to watchers.
-//! - [`api`]: the verbs, each an atomic store write applying the rules.
-//! - [`apply`]: server-side apply and field ownership (managedFields).
-//! - `events`: core/v1 and events.k8s.io/v1 Events mirrored into each other.
-//! - [`gc`]: garbage collection of dependents (ownerReferences).
-//! - [`table`]: Table output for `kubectl get` (columns, printer columns).
-//! - `admission`: call-outs to the admission webhooks of the stored
-//!   webhook configurations (mutating, then validating).
-//! - [`inject`]: the [`Injector`](inject::Injector): synthetic watch events,
-//!   fault rules (errors, delays, dropped connections), seeded.
-//! - [`journal`]: every request and response, in order, with a normalized,
-//!   snapshot-stable form.
-//! - `http`: routing, discovery, OpenAPI, body limits and `Status` errors
+//! - [`apimachinery`]: the shared vocabulary: `Status` errors, the clock,
+//!   resource keys, name and label validation.
+//! - [`storage`]: the versioned object store, selectors, the watch fan-out.
+//! - [`registry`]: the kinds, the rules of every write, and the verbs
+//!   ([`Api`](registry::generic::Api)).
+//! - [`controllers`] (garbage collection), `admission` (webhooks),
+//!   [`testing`] (watch injection, fault rules, the journal).
+//! - [`endpoints`]: HTTP: routing, discovery, OpenAPI, bodies and answers
 //!   ([`ApiService`]), and the control API under `/_fake/v1`.
-//! - [`server`](FakeApiServer): in-process handle, TCP serving, kubeconfig,
-//!   loading files; and the `fake-apiserver` binary on top.
+//! - `server` ([`FakeApiServer`]): in-process handle, TCP serving,
+//!   kubeconfig, loading files; and the `fake-apiserver` binary on top.
 #![deny(missing_docs)]
 
 mod admission;
-pub mod api;
-pub mod apply;
-pub mod clock;
-pub mod crd;
-pub mod error;
-mod events;
-pub mod gc;
-mod http;
-pub mod inject;
-pub mod journal;
-pub mod patch;
-pub mod protobuf;
-pub mod resources;
-pub mod schema;
-pub mod selector;
-pub mod semantics;
+pub mod apimachinery;
+pub mod controllers;
+pub mod endpoints;
+pub mod registry;
 mod server;
-pub mod store;
-pub mod table;
-pub mod watch;
+pub mod storage;
+pub mod testing;
 
-pub use clock::Clock;
-pub use error::ApiError;
-pub use http::{ApiService, ControlSettings, Dropped, ResponseBody, ServiceError, MAX_BODY};
+pub use apimachinery::{clock::Clock, errors::ApiError};
+pub use endpoints::{ApiService, ControlSettings, Dropped, ResponseBody, ServiceError, MAX_BODY};
 pub use server::{Builder, FakeApiServer, LoadError, Serving};

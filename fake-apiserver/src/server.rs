@@ -1,6 +1,10 @@
 //! The public entry points: [`FakeApiServer`] in-process (a tower service
 //! and a `kube::Client` wired straight to it, no socket), [`Serving`] over TCP
 //! on loopback with a kubeconfig, and loading objects from YAML/JSON files.
+//!
+//! The top layer: puts the pieces together (the registry's `Api` with the
+//! garbage collector registered, the injector, the journal, the webhook
+//! caller) and hands them to `endpoints`.
 
 use std::{
     net::SocketAddr,
@@ -9,22 +13,23 @@ use std::{
     time::Duration,
 };
 
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
-    server::conn::auto,
-    service::TowerToHyperService,
-};
 use serde_json::Value;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 use crate::{
-    api::{Api, Settings, Target},
-    clock::Clock,
-    error::ApiError,
-    http::{ApiService, ControlSettings, Shared},
-    inject::Injector,
-    journal::Journal,
-    semantics::Endpoint,
+    admission::webhooks::Admission,
+    apimachinery::{clock::Clock, errors::ApiError},
+    controllers::gc::GarbageCollector,
+    endpoints::{self, ApiService, ControlSettings, Shared},
+    registry::{
+        generic::{Api, Settings},
+        rest::Target,
+        semantics::{meta_str, Endpoint},
+    },
+    testing::{
+        inject::Injector,
+        journal::{Journal, DEFAULT_LIMIT},
+    },
 };
 
 /// Errors of loading objects from files.
@@ -113,13 +118,14 @@ impl Builder {
     /// Builds the server: built-in kinds and the four standard namespaces.
     pub fn build(self) -> FakeApiServer {
         let seed = self.settings.seed;
-        let api = Arc::new(Api::new(self.settings));
+        let api = Arc::new(Api::with_controllers(
+            self.settings,
+            vec![Arc::new(GarbageCollector)],
+        ));
         let shared = Shared {
-            admission: crate::admission::Admission::default(),
+            admission: Admission::default(),
             injector: Arc::new(Injector::new(api.clone(), seed)),
-            journal: Arc::new(Journal::new(
-                self.journal_limit.unwrap_or(crate::journal::DEFAULT_LIMIT),
-            )),
+            journal: Arc::new(Journal::new(self.journal_limit.unwrap_or(DEFAULT_LIMIT))),
             api,
             control: self.control,
         };
@@ -272,9 +278,7 @@ impl FakeApiServer {
             .and_then(Value::as_str)
             .unwrap_or_default();
         let kind_name = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
-        let name = crate::semantics::meta_str(obj, "name")
-            .unwrap_or_default()
-            .to_string();
+        let name = meta_str(obj, "name").unwrap_or_default().to_string();
         let refused = |what: String, source: ApiError| LoadError::Refused {
             origin: origin.into(),
             what,
@@ -292,7 +296,7 @@ impl FakeApiServer {
             ));
         };
         let namespace = if kind.namespaced {
-            crate::semantics::meta_str(obj, "namespace")
+            meta_str(obj, "namespace")
                 .filter(|ns| !ns.is_empty())
                 .unwrap_or("default")
                 .to_string()
@@ -346,28 +350,8 @@ impl FakeApiServer {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let service = ApiService::new(self.shared.clone(), &local_addr.to_string());
-        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        let _ = stream.set_nodelay(true);
-                        let svc = TowerToHyperService::new(service.clone());
-                        connections.spawn(async move {
-                            let builder = auto::Builder::new(TokioExecutor::new());
-                            if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
-                                tracing::debug!("connection ended: {e}");
-                            }
-                        });
-                    }
-                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                    _ = &mut stop_rx => break,
-                }
-            }
-            connections.shutdown().await;
-        });
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let task = endpoints::serve(listener, service, stop_rx);
         Ok(Serving {
             local_addr,
             stop: Some(stop_tx),

@@ -6,9 +6,12 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use fake_apiserver::{
-    inject::{FaultAction, FaultRule, InjectedType},
-    journal::Filter,
-    watch::Narrow,
+    storage::watch::Narrow,
+    testing::{
+        faults::{FaultAction, FaultRule},
+        inject::InjectedType,
+        journal::Filter,
+    },
     FakeApiServer,
 };
 use futures::StreamExt;

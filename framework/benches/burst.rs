@@ -105,7 +105,7 @@ async fn idle_memory(n: usize) {
     let server = cluster(n, 64);
     let api = server.api().clone();
     let key = support::examples(&server).kind.key.clone();
-    let stored_bytes = |api: &fake_apiserver::api::Api| -> usize {
+    let stored_bytes = |api: &fake_apiserver::registry::generic::Api| -> usize {
         api.store
             .list(&key, None, None, None, 0, &|_| true)
             .map(|p| p.items.iter().map(|o| o.bytes.len()).sum())

@@ -6,11 +6,13 @@
 use std::sync::Arc;
 
 use fake_apiserver::{
-    api::{DeleteOptions, Target},
-    inject::{parse_resource, Injector},
-    journal::Journal,
-    patch::PatchType,
-    semantics::Endpoint,
+    apimachinery::resource_key::parse_resource,
+    registry::{
+        patch::PatchType,
+        rest::{DeleteOptions, Target},
+        semantics::Endpoint,
+    },
+    testing::{inject::Injector, journal::Journal},
     Clock, FakeApiServer,
 };
 use serde_json::Value;
@@ -129,7 +131,7 @@ impl Cluster {
             Backend::Remote(remote) => remote.writes(),
             Backend::Fake(server) => server
                 .journal()
-                .entries(&fake_apiserver::journal::Filter {
+                .entries(&fake_apiserver::testing::journal::Filter {
                     writes: true,
                     ..Default::default()
                 })
@@ -422,7 +424,7 @@ fn merge_patch(
     server: &FakeApiServer,
     t: &Target,
     patch: &Value,
-) -> Result<fake_apiserver::api::Reply, HarnessError> {
+) -> Result<fake_apiserver::registry::rest::Reply, HarnessError> {
     server
         .api()
         .patch(

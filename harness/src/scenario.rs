@@ -23,7 +23,7 @@
 
 use std::time::Duration;
 
-use fake_apiserver::inject::{FaultRule, InjectRequest};
+use fake_apiserver::testing::{faults::FaultRule, inject::InjectRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -263,8 +263,9 @@ impl KopfRunner {
                     let injector = self.cluster().injector().map_err(fail)?;
                     let done = injector.apply(request).map(|_| ());
                     match done {
-                        Err(fake_apiserver::inject::InjectError::NothingToDeliver { .. })
-                            if scenario.lenient => {}
+                        Err(fake_apiserver::testing::inject::InjectError::NothingToDeliver {
+                            ..
+                        }) if scenario.lenient => {}
                         other => other.map_err(|e| fail(HarnessError::Refused(e.to_string())))?,
                     }
                 }

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use fake_apiserver::inject::{FaultAction, FaultRule, InjectRequest};
+use fake_apiserver::testing::{
+    faults::{FaultAction, FaultRule},
+    inject::InjectRequest,
+};
 use proptest::{
     prelude::*,
     test_runner::{Config, TestCaseError, TestError, TestRunner},

@@ -23,10 +23,12 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 
 use crate::{
-    api::{Api, Target},
-    error::ApiError,
-    inject::parse_resource,
-    selector::LabelSelector,
+    apimachinery::{
+        errors::ApiError,
+        resource_key::{parse_resource, ResourceKey},
+    },
+    registry::rest::Target,
+    storage::{selector::LabelSelector, store::Store},
 };
 
 const MUTATING: &str = "mutatingwebhookconfigurations.admissionregistration.k8s.io";
@@ -71,8 +73,8 @@ impl Default for Admission {
     }
 }
 
-fn webhooks(api: &Api, resource: &str) -> Vec<(String, Value)> {
-    api.store
+fn webhooks(store: &Store, resource: &str) -> Vec<(String, Value)> {
+    store
         .list(&parse_resource(resource), None, None, None, 0, &|_| true)
         .map(|page| {
             let mut configs: Vec<Value> = page.items.iter().map(|o| o.value()).collect();
@@ -194,7 +196,7 @@ fn rules_match(webhook: &Value, a: &Attributes<'_>) -> bool {
 }
 
 /// Whether the webhook applies: rules, then the namespace and object selectors.
-fn applies(api: &Api, webhook: &Value, a: &Attributes<'_>) -> bool {
+fn applies(store: &Store, webhook: &Value, a: &Attributes<'_>) -> bool {
     if !rules_match(webhook, a) {
         return false;
     }
@@ -203,7 +205,7 @@ fn applies(api: &Api, webhook: &Value, a: &Attributes<'_>) -> bool {
         let namespace_obj = if kind.key.group.is_empty() && kind.key.plural == "namespaces" {
             a.object.clone().or_else(|| a.old_object.clone())
         } else if kind.namespaced {
-            api.store
+            store
                 .get(&parse_resource("namespaces"), "", &a.target.namespace)
                 .map(|n| n.value())
         } else {
@@ -272,25 +274,24 @@ fn failed(name: &str, why: impl std::fmt::Display) -> ApiError {
 
 impl Admission {
     /// Whether any webhook configuration exists (the fast path skips the rest).
-    pub(crate) fn configured(api: &Api) -> bool {
+    pub(crate) fn configured(store: &Store) -> bool {
         // Asked on every write: the keys are made once.
-        static KEYS: std::sync::OnceLock<[crate::resources::ResourceKey; 2]> =
-            std::sync::OnceLock::new();
+        static KEYS: std::sync::OnceLock<[ResourceKey; 2]> = std::sync::OnceLock::new();
         KEYS.get_or_init(|| [parse_resource(MUTATING), parse_resource(VALIDATING)])
             .iter()
-            .any(|key| api.store.count(key, None) > 0)
+            .any(|key| store.count(key, None) > 0)
     }
 
     /// Runs the mutating, then the validating webhooks for `a`.
     pub(crate) async fn admit(
         &self,
-        api: &Api,
+        store: &Store,
         mut a: Attributes<'_>,
     ) -> Result<Admitted, ApiError> {
         let mut warnings = Vec::new();
         for (mutating, resource) in [(true, MUTATING), (false, VALIDATING)] {
-            for (name, webhook) in webhooks(api, resource) {
-                if !applies(api, &webhook, &a) {
+            for (name, webhook) in webhooks(store, resource) {
+                if !applies(store, &webhook, &a) {
                     continue;
                 }
                 let side_effects = webhook
@@ -302,7 +303,7 @@ impl Admission {
                         "admission webhook \"{name}\" does not support dry run"
                     )));
                 }
-                let uid = api.store.new_uid();
+                let uid = store.new_uid();
                 let ignore = webhook.get("failurePolicy").and_then(Value::as_str) == Some("Ignore");
                 let response = match self.call(&name, &webhook, &review(&uid, &a)).await {
                     Ok(r) => r,
@@ -503,7 +504,7 @@ mod tests {
 
     #[test]
     fn rules_should_match_resources_subresources_and_operations() {
-        let resources = crate::resources::Resources::with_builtins();
+        let resources = crate::registry::resources::Resources::with_builtins();
         let kind = resources
             .get(&parse_resource("configmaps"))
             .expect("configmaps are built in");

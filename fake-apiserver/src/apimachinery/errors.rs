@@ -1,5 +1,7 @@
-//! Kubernetes `Status` errors: the one error type every layer above `store`
-//! returns, and the one place where an error becomes a `Status` body.
+//! Kubernetes `Status` errors: the one error type every layer above the
+//! store itself returns (the store's `StoreError` becomes one in
+//! `registry::generic`), and the one place where an error becomes a
+//! `Status` body.
 //!
 //! Reasons, codes and message shapes follow kube-apiserver
 //! (`k8s.io/apimachinery/pkg/api/errors`), so that clients which switch on

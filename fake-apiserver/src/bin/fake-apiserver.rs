@@ -12,7 +12,10 @@
 use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use fake_apiserver::{inject::FaultAction, inject::FaultRule, FakeApiServer};
+use fake_apiserver::{
+    testing::faults::{FaultAction, FaultRule},
+    FakeApiServer,
+};
 use serde_json::{json, Value};
 
 /// A fast, faithful fake Kubernetes API server.

@@ -19,11 +19,17 @@ use bytes::Bytes;
 use http::{header, Method};
 use serde_json::{json, Value};
 
-use super::{header_of, Answer, Shared};
 use crate::{
-    error::ApiError,
-    inject::{FaultRule, InjectRequest},
-    journal::Filter,
+    apimachinery::errors::ApiError,
+    endpoints::{
+        response::{header_of, Answer},
+        Shared,
+    },
+    testing::{
+        faults::FaultRule,
+        inject::{InjectError, InjectRequest},
+        journal::Filter,
+    },
 };
 
 pub(super) fn handle(
@@ -68,10 +74,8 @@ fn route(
         (&Method::POST, "/inject") => {
             let req: InjectRequest = parse(body)?;
             let out = inj.apply(&req).map_err(|e| match e {
-                crate::inject::InjectError::UnknownResource(_) => {
-                    ApiError::new(404, "NotFound", e.to_string())
-                }
-                crate::inject::InjectError::Refused(api) => *api,
+                InjectError::UnknownResource(_) => ApiError::new(404, "NotFound", e.to_string()),
+                InjectError::Refused(api) => *api,
                 other => ApiError::bad_request(other.to_string()),
             })?;
             Ok(Answer::value(out))

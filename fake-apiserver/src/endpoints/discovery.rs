@@ -4,8 +4,8 @@
 use serde_json::{json, Value};
 
 use crate::{
-    error::ApiError,
-    resources::{Kind, Resources, STATUS_VERBS, VERBS},
+    apimachinery::errors::ApiError,
+    registry::resources::{Kind, Resources, STATUS_VERBS, VERBS},
 };
 
 /// The Kubernetes version the fake server reports.

@@ -10,8 +10,9 @@ use std::hash::{Hash, Hasher};
 use serde_json::{json, Map, Value};
 
 use crate::{
-    error::ApiError,
-    resources::{Kind, Resources},
+    apimachinery::errors::ApiError,
+    endpoints::discovery::{MAJOR, MINOR},
+    registry::resources::{Kind, Resources},
 };
 
 fn gv_path(group: &str, version: &str) -> String {
@@ -253,7 +254,7 @@ pub(crate) fn document(
     }
     Ok(json!({
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": format!("v{}.{}.0", super::discovery::MAJOR, super::discovery::MINOR)},
+        "info": {"title": "Kubernetes", "version": format!("v{MAJOR}.{MINOR}.0")},
         "paths": paths,
         "components": {"schemas": schemas},
     }))

@@ -19,7 +19,7 @@ use std::{collections::HashMap, sync::OnceLock};
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+use crate::apimachinery::errors::ApiError;
 
 const SCHEMA: &str = include_str!("protobuf.schema");
 const MAGIC: &[u8] = b"k8s\0";

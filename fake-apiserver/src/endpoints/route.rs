@@ -4,10 +4,12 @@
 use std::time::Duration;
 
 use crate::{
-    api::{DeleteOptions, ListOptions, Target},
-    error::ApiError,
-    resources::Resources,
-    selector::{FieldSelector, LabelSelector},
+    apimachinery::errors::ApiError,
+    registry::{
+        resources::Resources,
+        rest::{DeleteOptions, ListOptions, Target},
+    },
+    storage::selector::{FieldSelector, LabelSelector},
 };
 
 /// What a path addresses.

@@ -10,7 +10,7 @@
 use jiff::Timestamp;
 use serde_json::{json, Value};
 
-use crate::resources::Kind;
+use crate::registry::resources::Kind;
 
 /// Whether the `Accept` header asks for a Table.
 pub fn wanted(accept: &str) -> bool {

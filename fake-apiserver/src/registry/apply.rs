@@ -19,7 +19,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
-use crate::error::{ApiError, Cause};
+use crate::{
+    apimachinery::errors::{ApiError, Cause},
+    registry::patch::apply_list_key,
+};
 
 /// One step of a field path.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -51,7 +54,7 @@ enum ListKind {
 impl Lists<'_> {
     fn kind(&self, names: &[String], schema: Option<&Value>) -> ListKind {
         match self.schema {
-            None => match crate::patch::apply_list_key(names) {
+            None => match apply_list_key(names) {
                 Some(Some(key)) => ListKind::Keyed(vec![key.to_string()]),
                 Some(None) => ListKind::Set,
                 None => ListKind::Atomic,

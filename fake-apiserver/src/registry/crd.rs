@@ -2,14 +2,20 @@
 //! serves, and the status kube-apiserver's controllers give it
 //! (`acceptedNames`, `NamesAccepted`, `Established`, `storedVersions`).
 //!
-//! Pure functions at the semantics layer; callers: `api`.
+//! Pure functions at the semantics layer; callers: `registry::generic`.
 
 use serde_json::{json, Value};
 
 use crate::{
-    error::Cause,
-    resources::{compare_versions, Kind, ResourceKey, Version},
-    semantics::{dns1123_label_errors, dns1123_subdomain_errors, meta_str},
+    apimachinery::{
+        errors::Cause,
+        resource_key::ResourceKey,
+        validation::{dns1123_label_errors, dns1123_subdomain_errors},
+    },
+    registry::{
+        resources::{compare_versions, Kind, Version},
+        semantics::meta_str,
+    },
 };
 
 fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::resources::{Kind, ResourceKey};
+use crate::{apimachinery::resource_key::ResourceKey, registry::resources::Kind};
 
 /// The storage key of the other API's Events, for an Event kind.
 pub(crate) fn mirror_of(kind: &Kind) -> Option<ResourceKey> {

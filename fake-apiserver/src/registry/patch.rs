@@ -3,11 +3,12 @@
 //! their list merge keys and the `$patch`, `$retainKeys`,
 //! `$deleteFromPrimitiveList` and `$setElementOrder` directives.
 //!
-//! Pure functions over JSON values; callers: `api`.
+//! Pure functions over JSON values; callers: `registry::generic` (and
+//! `endpoints`, for the patch types a kind accepts).
 
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+use crate::apimachinery::errors::ApiError;
 
 /// A patch's media type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

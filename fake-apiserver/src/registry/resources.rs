@@ -1,10 +1,10 @@
 //! What kinds exist: group, versions, kind, plural, singular, short names,
 //! categories, scope, verbs, subresources and schemas.
 //!
-//! The lowest layer: `store` keys objects by [`ResourceKey`], `semantics`
-//! reads the flags here (status subresource, generation), `http` serves
-//! discovery from it. Built-in kinds are fixed; custom kinds come and go with
-//! CustomResourceDefinitions.
+//! The bottom of the registry: `storage` keys objects by a kind's
+//! [`ResourceKey`], `semantics` reads the flags here (status subresource,
+//! generation), `endpoints` serves discovery from it. Built-in kinds are
+//! fixed; custom kinds come and go with CustomResourceDefinitions.
 
 use std::{
     collections::HashMap,
@@ -13,35 +13,7 @@ use std::{
 
 use serde_json::Value;
 
-/// Identifies a resource's storage: objects of every version of a resource
-/// share one table, keyed by group and plural.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ResourceKey {
-    /// API group ("" for core).
-    pub group: String,
-    /// Plural resource name.
-    pub plural: String,
-}
-
-impl ResourceKey {
-    /// A key for `group` and `plural`.
-    pub fn new(group: &str, plural: &str) -> Self {
-        ResourceKey {
-            group: group.into(),
-            plural: plural.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for ResourceKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.group.is_empty() {
-            f.write_str(&self.plural)
-        } else {
-            write!(f, "{}.{}", self.plural, self.group)
-        }
-    }
-}
+use crate::apimachinery::resource_key::ResourceKey;
 
 /// One served version of a kind.
 #[derive(Clone, Debug)]

@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 
-use crate::error::Cause;
+use crate::apimachinery::errors::Cause;
 
 fn flag(schema: &Value, name: &str) -> bool {
     schema.get(name).and_then(Value::as_bool) == Some(true)

@@ -2,147 +2,28 @@
 //! JSON values: metadata defaulting, validation of names, labels and
 //! annotations, system fields users cannot change, generation bumps on spec
 //! changes only, the status subresource split, finalizers and
-//! deletionTimestamp.
+//! deletionTimestamp, and the owner references and finalizers garbage
+//! collection goes by.
 //!
-//! Callers: `api`, inside `Store::write` closures. Knows `resources` (flags of
-//! a kind) and `error` (the `Status` it returns); never touches the store.
+//! Callers: `registry::generic`, inside `Store::write` closures, and
+//! `controllers`. Knows `resources` (flags of a kind), `apimachinery`'s
+//! validation and errors (the `Status` it returns); never touches the store.
 
 use serde_json::{Map, Value};
 
 use crate::{
-    error::{ApiError, Cause},
-    resources::Kind,
+    apimachinery::{
+        errors::{ApiError, Cause},
+        validation::{
+            dns1035_label_errors, dns1123_label_errors, dns1123_subdomain_errors,
+            label_value_errors, path_segment_errors, qualified_name_errors,
+        },
+    },
+    registry::resources::Kind,
 };
-
-const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
-const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
-const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
-const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
-const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
 
 /// Total size allowed for all annotations of an object.
 pub const ANNOTATIONS_LIMIT: usize = 256 * 1024;
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-/// Problems with `s` as a DNS-1123 label (namespace names).
-pub fn dns1123_label_errors(s: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if s.len() > 63 {
-        errs.push("must be no more than 63 characters".to_string());
-    }
-    if !is_dns_label(&s[..s.len().min(63)]) || s.is_empty() {
-        errs.push(DNS1123_LABEL_MSG.to_string());
-    }
-    errs
-}
-
-/// Problems with `s` as a DNS-1123 subdomain (most object names).
-pub fn dns1123_subdomain_errors(s: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if s.len() > 253 {
-        errs.push("must be no more than 253 characters".to_string());
-    }
-    let ok = !s.is_empty()
-        && s.split('.').all(|part| {
-            !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !part.starts_with('-')
-                && !part.ends_with('-')
-        });
-    if !ok {
-        errs.push(DNS1123_SUBDOMAIN_MSG.to_string());
-    }
-    errs
-}
-
-fn dns1035_label_errors(s: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if s.len() > 63 {
-        errs.push("must be no more than 63 characters".to_string());
-    }
-    if !is_dns_label(s) || !s.starts_with(|c: char| c.is_ascii_lowercase()) {
-        errs.push(DNS1035_LABEL_MSG.to_string());
-    }
-    errs
-}
-
-fn path_segment_errors(s: &str) -> Vec<String> {
-    if s == "." || s == ".." {
-        return vec![format!("may not be '{s}'")];
-    }
-    for bad in ["/", "%"] {
-        if s.contains(bad) {
-            return vec![format!("may not contain '{bad}'")];
-        }
-    }
-    Vec::new()
-}
-
-fn is_qualified_part(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    !bytes.is_empty()
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-/// Problems with `s` as a qualified name (label and annotation keys):
-/// an optional DNS-subdomain prefix and `/`, then a name of at most 63 characters.
-pub fn qualified_name_errors(s: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    let (prefix, name) = match s.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, s),
-    };
-    if let Some(prefix) = prefix {
-        if prefix.is_empty() {
-            errs.push("prefix part must be non-empty".to_string());
-        } else {
-            for e in dns1123_subdomain_errors(prefix) {
-                errs.push(format!("prefix part {e}"));
-            }
-        }
-        if name.contains('/') {
-            errs.push(("a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')").to_string());
-            return errs;
-        }
-    }
-    if name.is_empty() {
-        errs.push("name part must be non-empty".to_string());
-    } else {
-        if name.len() > 63 {
-            errs.push("name part must be no more than 63 characters".to_string());
-        }
-        if !is_qualified_part(name) {
-            errs.push(QUALIFIED_NAME_MSG.to_string());
-        }
-    }
-    errs
-}
-
-/// Problems with `s` as a label value.
-pub fn label_value_errors(s: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if s.len() > 63 {
-        errs.push("must be no more than 63 characters".to_string());
-    }
-    if !s.is_empty() && !is_qualified_part(s) {
-        errs.push(LABEL_VALUE_MSG.to_string());
-    }
-    errs
-}
 
 /// Problems with `name` as the name of an object of `kind`.
 pub fn name_errors(kind: &Kind, name: &str) -> Vec<String> {
@@ -189,6 +70,24 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
 /// Whether the object carries a `deletionTimestamp`.
 pub fn is_deleting(obj: &Value) -> bool {
     meta(obj).is_some_and(|m| m.get("deletionTimestamp").is_some_and(|v| !v.is_null()))
+}
+
+/// The finalizer of a foreground deletion.
+pub const FOREGROUND: &str = "foregroundDeletion";
+/// The finalizer of an orphaning deletion.
+pub const ORPHAN: &str = "orphan";
+
+/// `metadata.ownerReferences`, as given.
+pub fn owner_refs(obj: &Value) -> Vec<Value> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Whether `obj` names owners (then the garbage collector has work to look for).
+pub fn has_owners(obj: &Value) -> bool {
+    !owner_refs(obj).is_empty()
 }
 
 /// Validates the metadata of an object about to be written (name already set).
@@ -565,7 +464,7 @@ pub fn mark_deleting(obj: &mut Value, now: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::Resources;
+    use crate::registry::resources::Resources;
     use serde_json::json;
 
     fn kind(group: &str, plural: &str) -> Kind {

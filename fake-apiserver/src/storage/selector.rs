@@ -1,12 +1,20 @@
 //! Label and field selectors: parsing (with kube-apiserver's error wording)
 //! and matching against stored objects.
 //!
-//! Pure functions over `store::Stored`; used by `api` for LIST and by `watch`
-//! for filtering and for the ADDED/DELETED transitions of selector watches.
+//! Pure functions over `object::Stored` (kube's storage.SelectionPredicate),
+//! checking keys and values with `apimachinery`'s validation; used by
+//! `registry::generic` for LIST and by `watch` for filtering and for the
+//! ADDED/DELETED transitions of selector watches.
 
 use serde_json::Value;
 
-use crate::{error::ApiError, store::Stored};
+use crate::{
+    apimachinery::{
+        errors::ApiError,
+        validation::{label_value_errors, qualified_name_errors},
+    },
+    storage::object::Stored,
+};
 
 /// One label requirement.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -316,7 +324,7 @@ fn parse_requirement(lexer: &mut Lexer<'_>) -> Result<Req, ApiError> {
 }
 
 fn check_key(key: &str) -> Result<(), ApiError> {
-    let problems = crate::semantics::qualified_name_errors(key);
+    let problems = qualified_name_errors(key);
     match problems.first() {
         None => Ok(()),
         Some(p) => Err(parse_error(&format!("key: Invalid value: {key:?}: {p}"))),
@@ -324,7 +332,7 @@ fn check_key(key: &str) -> Result<(), ApiError> {
 }
 
 fn check_value(value: &str) -> Result<(), ApiError> {
-    match crate::semantics::label_value_errors(value).first() {
+    match label_value_errors(value).first() {
         None => Ok(()),
         Some(p) => Err(parse_error(&format!(
             "values[0]: Invalid value: {value:?}: {p}"

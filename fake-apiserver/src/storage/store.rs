@@ -6,9 +6,10 @@
 //! resume and consistent paginated lists, compacted beyond its bound the way
 //! etcd compacts (older resume points are `Gone`).
 //!
-//! Callers: `api` (every write goes through [`Store::write`], whose closure
-//! applies the semantics under the lock) and `watch` (which subscribes to the
-//! [`EventSink`] while holding the lock, so no event is ever missed).
+//! Callers: `registry::generic` (every write goes through [`Store::write`],
+//! whose closure applies the semantics under the lock) and `watch` (which
+//! subscribes to the [`EventSink`] while holding the lock, so no event is
+//! ever missed).
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
@@ -16,233 +17,13 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use bytes::{BufMut, Bytes, BytesMut};
-use serde_json::Value;
-
-use crate::resources::ResourceKey;
-
-/// Errors of the store itself.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    /// The requested resourceVersion is older than the retained history.
-    /// Not retryable with the same resourceVersion; relist.
-    #[error("too old resource version: {requested} ({oldest})")]
-    Gone {
-        /// What the client asked for.
-        requested: u64,
-        /// The oldest resourceVersion still resumable.
-        oldest: u64,
+use crate::{
+    apimachinery::resource_key::ResourceKey,
+    storage::object::{
+        event_line, make_stored, object_key, set_rv, Change, Event, EventSink, EventType, Page,
+        StoreError, Stored, WatchFrom, WatchStart, Written,
     },
-    /// An object could not be serialized (never expected for JSON values).
-    #[error("cannot serialize object: {0}")]
-    Serialize(String),
-}
-
-/// One stored version of one object.
-#[derive(Debug)]
-pub struct Stored {
-    /// The resourceVersion of this version.
-    pub rv: u64,
-    /// `namespace/name`, or `name` for cluster-scoped objects.
-    key: Arc<str>,
-    ns_len: usize,
-    /// The object's JSON, serialized once.
-    pub bytes: Bytes,
-    /// `metadata.labels`, extracted for selectors.
-    pub labels: Vec<(String, String)>,
-}
-
-impl Stored {
-    /// The object's namespace ("" when cluster-scoped).
-    pub fn namespace(&self) -> &str {
-        &self.key[..self.ns_len]
-    }
-
-    /// The object's name.
-    pub fn name(&self) -> &str {
-        if self.ns_len == 0 {
-            &self.key
-        } else {
-            &self.key[self.ns_len + 1..]
-        }
-    }
-
-    /// A copy of `like` at resourceVersion `rv` with `bytes`, not kept in
-    /// the store (for events a single watcher sees differently).
-    pub fn detached(like: &Stored, rv: u64, bytes: Vec<u8>) -> Stored {
-        Stored {
-            rv,
-            key: like.key.clone(),
-            ns_len: like.ns_len,
-            bytes: Bytes::from(bytes),
-            labels: like.labels.clone(),
-        }
-    }
-
-    /// An object that is not in the store (e.g. an injected event's), keyed
-    /// by its own namespace and name.
-    pub fn loose(value: &Value) -> Stored {
-        let meta = |f: &str| {
-            value
-                .pointer(&format!("/metadata/{f}"))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let (namespace, name) = (meta("namespace"), meta("name"));
-        let rv = meta("resourceVersion").parse().unwrap_or(0);
-        let labels = labels_of(value);
-        Stored {
-            rv,
-            key: object_key(&namespace, &name).into(),
-            ns_len: namespace.len(),
-            bytes: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
-            labels,
-        }
-    }
-
-    /// The object as a JSON value (parsed from the stored bytes).
-    pub fn value(&self) -> Value {
-        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
-    }
-
-    /// The label `key`, if set.
-    pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// The type of a watch event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventType {
-    /// The object was created.
-    Added,
-    /// The object changed.
-    Modified,
-    /// The object was removed.
-    Deleted,
-}
-
-impl EventType {
-    /// The wire name: `ADDED`, `MODIFIED`, `DELETED`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Added => "ADDED",
-            EventType::Modified => "MODIFIED",
-            EventType::Deleted => "DELETED",
-        }
-    }
-}
-
-/// A change to one object, as kept in the history and sent to watchers.
-#[derive(Debug)]
-pub struct Event {
-    /// What happened.
-    pub kind: EventType,
-    /// The object after the change (for `Deleted`, the last state at the
-    /// deletion's resourceVersion).
-    pub object: Arc<Stored>,
-    /// The object before the change (`None` for `Added`).
-    pub prev: Option<Arc<Stored>>,
-    /// The watch line `{"type":...,"object":...}\n`, built once.
-    pub line: Bytes,
-}
-
-impl Event {
-    /// The resourceVersion of the change.
-    pub fn rv(&self) -> u64 {
-        self.object.rv
-    }
-}
-
-/// Builds a watch event line around an object's bytes.
-pub fn event_line(kind: &str, object: &[u8]) -> Bytes {
-    let mut buf = BytesMut::with_capacity(object.len() + 32);
-    buf.put_slice(b"{\"type\":\"");
-    buf.put_slice(kind.as_bytes());
-    buf.put_slice(b"\",\"object\":");
-    buf.put_slice(object);
-    buf.put_slice(b"}\n");
-    buf.freeze()
-}
-
-/// Receives every event, in resourceVersion order, while the store lock is held.
-pub trait EventSink: Send + Sync {
-    /// Publishes `event` for `key`. Must not block.
-    fn publish(&self, key: &ResourceKey, event: &Arc<Event>);
-}
-
-/// A sink that drops everything.
-pub struct NoSink;
-
-impl EventSink for NoSink {
-    fn publish(&self, _: &ResourceKey, _: &Arc<Event>) {}
-}
-
-/// What a write closure decides.
-#[derive(Debug)]
-pub enum Change {
-    /// Store this object as the new version (its `metadata.resourceVersion`
-    /// is set by the store).
-    Put(Value),
-    /// Store `new` unless it equals `old` (the current object as parsed by
-    /// the caller), ignoring the resourceVersion: an unchanged update is a
-    /// no-op, with no new resourceVersion and no event, as in kube-apiserver.
-    Update {
-        /// The object to store.
-        new: Value,
-        /// The current object.
-        old: Value,
-    },
-    /// Remove the object.
-    Delete,
-    /// Leave everything as it is.
-    Keep,
-}
-
-/// The result of a write.
-#[derive(Debug, Clone)]
-pub struct Written {
-    /// The object after the write (for a delete, its last state); `None`
-    /// when the closure kept an absent object absent.
-    pub object: Option<Arc<Stored>>,
-    /// The event the write produced, if any.
-    pub event: Option<EventType>,
-}
-
-/// Where a watch starts.
-#[derive(Debug, Clone, Copy)]
-pub enum WatchFrom {
-    /// Only events after this resourceVersion.
-    Rv(u64),
-    /// The current state first (as a snapshot), then every later event.
-    Now,
-}
-
-/// What a watch starts with.
-#[derive(Debug)]
-pub enum WatchStart {
-    /// Events after the requested resourceVersion.
-    Events(Vec<Arc<Event>>),
-    /// The current objects.
-    Snapshot(Vec<Arc<Stored>>),
-}
-
-/// A page of a list.
-#[derive(Debug)]
-pub struct Page {
-    /// The resourceVersion the list is consistent at.
-    pub rv: u64,
-    /// The objects, in key order.
-    pub items: Vec<Arc<Stored>>,
-    /// The key to continue after, when the page is not the last.
-    pub next: Option<String>,
-    /// How many matching objects remain after this page, when known.
-    pub remaining: Option<usize>,
-}
+};
 
 #[derive(Default)]
 struct Table {
@@ -658,15 +439,6 @@ fn max_bound<'a>(a: Bound<&'a str>, b: Bound<&'a str>) -> Bound<&'a str> {
     }
 }
 
-/// The store key of an object: `namespace/name`, or `name` when cluster-scoped.
-pub fn object_key(namespace: &str, name: &str) -> String {
-    if namespace.is_empty() {
-        name.to_string()
-    } else {
-        format!("{namespace}/{name}")
-    }
-}
-
 fn ns_bounds(ns: &str) -> (Bound<String>, Bound<String>) {
     // Keys in a namespace are "ns/..."; '0' is the character after '/'.
     (
@@ -704,18 +476,6 @@ fn rewind(table: &Table, rv: u64) -> BTreeMap<Arc<str>, Arc<Stored>> {
     objects
 }
 
-fn labels_of(value: &Value) -> Vec<(String, String)> {
-    value
-        .pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The latest event of `key` (optionally of one object) still in the history.
 pub fn latest<'a>(
     events: &'a [Arc<Event>],
@@ -728,35 +488,13 @@ pub fn latest<'a>(
     })
 }
 
-fn set_rv(value: &mut Value, rv: u64) {
-    if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
-    }
-}
-
-fn make_stored(
-    key: String,
-    ns_len: usize,
-    rv: u64,
-    mut value: Value,
-) -> Result<Stored, StoreError> {
-    set_rv(&mut value, rv);
-    let bytes = serde_json::to_vec(&value).map_err(|e| StoreError::Serialize(e.to_string()))?;
-    let labels = labels_of(&value);
-    Ok(Stored {
-        rv,
-        key: key.into(),
-        ns_len,
-        bytes: Bytes::from(bytes),
-        labels,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::object::NoSink;
+    use bytes::Bytes;
     use proptest::prelude::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
     use std::sync::Mutex as StdMutex;
 
     #[derive(Default)]

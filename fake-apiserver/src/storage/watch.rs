@@ -18,11 +18,13 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::{
-    error::ApiError,
-    resources::ResourceKey,
-    selector::{FieldSelector, LabelSelector},
-    store::{
-        event_line, Event, EventSink, EventType, Store, StoreError, Stored, WatchFrom, WatchStart,
+    apimachinery::{errors::ApiError, resource_key::ResourceKey},
+    storage::{
+        object::{
+            event_line, Event, EventSink, EventType, StoreError, Stored, WatchFrom, WatchStart,
+        },
+        selector::{FieldSelector, LabelSelector},
+        store::Store,
     },
 };
 
@@ -457,7 +459,7 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Change;
+    use crate::storage::object::Change;
 
     fn setup(history: usize) -> (Arc<Store>, Arc<Hub>, ResourceKey) {
         let hub = Arc::new(Hub::default());

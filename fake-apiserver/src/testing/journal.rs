@@ -3,7 +3,7 @@
 //! and resourceVersions are replaced by stable placeholders (numbered in
 //! order of first appearance) so that it can be snapshotted.
 //!
-//! Filled by `http` (the only place that sees whole requests); read by tests,
+//! Filled by `endpoints` (the only place that sees whole requests); read by tests,
 //! the harness and the control API.
 
 use std::{
@@ -81,7 +81,7 @@ pub struct Record {
     /// Path and query, as received.
     pub path_and_query: String,
     /// The kind addressed, for resource requests.
-    pub kind: Option<std::sync::Arc<crate::resources::Kind>>,
+    pub kind: Option<std::sync::Arc<crate::registry::resources::Kind>>,
     /// Whether the `/status` subresource was addressed.
     pub status: bool,
     /// Namespace ("" when none).
@@ -384,7 +384,7 @@ mod tests {
     use serde_json::json;
 
     fn entry(verb: &'static str, body: Value) -> Record {
-        let resources = crate::resources::Resources::with_builtins();
+        let resources = crate::registry::resources::Resources::with_builtins();
         Record {
             time: jiff::Timestamp::UNIX_EPOCH,
             method: "GET",

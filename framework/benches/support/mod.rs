@@ -2,7 +2,7 @@
 //! in-process fake cluster with the examples' CRD and objects.
 #![allow(dead_code)] // reason: each benchmark uses a part of it.
 
-use fake_apiserver::{api::Target, FakeApiServer};
+use fake_apiserver::{registry::rest::Target, FakeApiServer};
 use serde_json::json;
 
 const CRD: &str = include_str!("../../../examples/crd.yaml");

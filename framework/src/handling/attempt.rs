@@ -174,8 +174,15 @@ fn fmt_duration(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use jiff::Timestamp;
+
     use super::*;
-    use crate::references::{Reason, Resource};
+    use crate::{
+        handling::{Events, HandlerResult, Logger, Memo},
+        references::{Reason, Resource},
+    };
 
     fn ctx(retry: u32, runtime: Duration) -> Context {
         let mut ctx = Context::new(

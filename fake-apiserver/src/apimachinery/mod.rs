@@ -1,0 +1,10 @@
+//! The vocabulary every layer shares (kube's `k8s.io/apimachinery` and
+//! `k8s.io/utils/clock`): the `Status` errors, the server's clock, the key
+//! of a resource's storage, and name and label validation.
+//!
+//! Uses nothing else in the crate; used by every folder above it.
+
+pub mod clock;
+pub mod errors;
+pub mod resource_key;
+pub mod validation;

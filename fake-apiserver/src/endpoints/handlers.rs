@@ -1,0 +1,310 @@
+//! A request on a resource: the fault rules decide first (delay, error,
+//! dropped connection), then writes go through the admission webhooks
+//! when any are configured, and everything else straight to the verb;
+//! `fieldValidation` and `Warning`s around the writes.
+
+use bytes::Bytes;
+use http::{header, Method};
+use serde_json::{json, Value};
+
+use crate::{
+    admission::webhooks::Admission,
+    apimachinery::errors::ApiError,
+    endpoints::{
+        decode::{decode_object, delete_options},
+        response::{header_of, Answer},
+        route::{parse_query, Query},
+        table, ApiService, Dropped,
+    },
+    registry::{
+        patch::{self, PatchType},
+        rest::{parse_rv, Reply, Target},
+        semantics::Endpoint,
+    },
+    storage::{selector::FieldSelector, watch::error_line},
+    testing::{
+        faults::{RequestInfo, Terminal},
+        journal::Record,
+    },
+};
+
+impl ApiService {
+    /// A request on a resource: fault rules first, then the webhooks (for a
+    /// write of one object, when any are configured) or the verb.
+    pub(super) async fn resource(
+        &self,
+        parts: &http::request::Parts,
+        query: &str,
+        body: Bytes,
+        t: Target,
+        sub: Option<String>,
+        mut entry: Option<&mut Record>,
+    ) -> Result<Answer, Dropped> {
+        let q = match parse_query(query, t.kind.field_labels) {
+            Ok(q) => q,
+            Err(e) => return Ok(Answer::Error(e)),
+        };
+        let verb = verb_of(&parts.method, t.name.is_empty(), q.watch);
+        let decision = if self.shared.injector.has_rules() {
+            self.shared.injector.decide(&RequestInfo {
+                verb: verb.to_string(),
+                resource: Some(t.kind.key.to_string()),
+                subresource: sub.clone(),
+                namespace: Some(t.namespace.clone()).filter(|n| !n.is_empty()),
+                name: Some(t.name.clone()).filter(|n| !n.is_empty()),
+                field_manager: q.field_manager.clone(),
+                user_agent: header_of(parts, header::USER_AGENT),
+                content_type: header_of(parts, header::CONTENT_TYPE),
+            })
+        } else {
+            Default::default()
+        };
+        if let Some(e) = entry.as_deref_mut() {
+            e.verb = Some(verb);
+            e.kind = Some(t.kind.clone());
+            e.status = sub.is_some();
+            e.fault = decision.fired.last().copied();
+        }
+        if !decision.delay.is_zero() {
+            tokio::time::sleep(decision.delay).await;
+        }
+        let drop_after = match decision.terminal {
+            Some((_, Terminal::Status(err))) => return Ok(Answer::Error(err)),
+            Some((rule, Terminal::DropBefore)) => return Err(Dropped(rule)),
+            Some((rule, Terminal::DropAfter)) => Some(rule),
+            None => None,
+        };
+        // Writes of one object (not reads, not deletecollection), except
+        // of the webhook configurations themselves, as kube-apiserver does.
+        let one_write = match parts.method {
+            Method::POST | Method::PUT | Method::PATCH => true,
+            Method::DELETE => !t.name.is_empty(),
+            _ => false,
+        };
+        let admitted = one_write
+            && t.kind.key.group != "admissionregistration.k8s.io"
+            && Admission::configured(&self.shared.api.store);
+        let answer = if admitted {
+            self.admitted(parts, &q, body, &t, sub.as_deref())
+                .await
+                .unwrap_or_else(Answer::Error)
+        } else {
+            self.verb(parts, &q, body, &t, sub.is_some())
+                .unwrap_or_else(Answer::Error)
+        };
+        if let Some(e) = entry {
+            e.namespace = t.namespace;
+            e.name = t.name;
+        }
+        match drop_after {
+            Some(rule) => Err(Dropped(rule)),
+            None => Ok(answer),
+        }
+    }
+
+    fn verb(
+        &self,
+        parts: &http::request::Parts,
+        q: &Query,
+        body: Bytes,
+        t: &Target,
+        status_sub: bool,
+    ) -> Result<Answer, ApiError> {
+        let endpoint = if status_sub {
+            Endpoint::Status
+        } else {
+            Endpoint::Main
+        };
+        let content_type = header_of(parts, header::CONTENT_TYPE);
+        let api = &self.shared.api;
+        let collection = t.name.is_empty();
+        match (&parts.method, collection) {
+            (&Method::GET, _) if q.watch => {
+                let (t, list) = if collection {
+                    (t.clone(), q.list.clone())
+                } else {
+                    // A watch of one object, as the deprecated /watch/ paths offered.
+                    let mut list = q.list.clone();
+                    list.fields = FieldSelector::parse(&format!("metadata.name={}", t.name), &[])?;
+                    (
+                        Target {
+                            name: String::new(),
+                            ..t.clone()
+                        },
+                        list,
+                    )
+                };
+                let resumes = list.send_initial_events != Some(true)
+                    && list
+                        .resource_version
+                        .as_deref()
+                        .is_some_and(|rv| !rv.is_empty() && rv != "0");
+                if resumes && self.shared.injector.take_expiry(&t.kind.key) {
+                    let rv = list.resource_version.as_deref().unwrap_or_default();
+                    let requested = parse_rv(rv)?;
+                    let (tx, rx) = tokio::sync::mpsc::channel(1);
+                    let err = ApiError::too_old_resource_version(requested, api.store.current_rv());
+                    let _ = tx.try_send(error_line(&err));
+                    return Ok(Answer::Watch(rx));
+                }
+                Ok(Answer::Watch(api.watch(&t, &list)?))
+            }
+            (&Method::GET, collection)
+                if parts
+                    .headers
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(table::wanted) =>
+            {
+                let reply = if collection {
+                    api.list(t, &q.list)?
+                } else {
+                    api.get(t)?
+                };
+                let body: Value = serde_json::from_slice(&reply.body)
+                    .map_err(|e| ApiError::internal(format!("a stored object is not JSON: {e}")))?;
+                let (items, meta) = if collection {
+                    (
+                        body["items"].as_array().cloned().unwrap_or_default(),
+                        body.get("metadata").cloned().unwrap_or_else(|| json!({})),
+                    )
+                } else {
+                    let rv = body.pointer("/metadata/resourceVersion").cloned();
+                    (vec![body], json!({"resourceVersion": rv}))
+                };
+                Ok(Answer::value(table::table(
+                    &t.kind,
+                    &t.version,
+                    &items,
+                    meta,
+                    q.include_object.as_deref(),
+                    api.clock.now(),
+                )))
+            }
+            (&Method::GET, true) => Ok(Answer::reply(api.list(t, &q.list)?)),
+            (&Method::GET, false) => Ok(Answer::reply(api.get(t)?)),
+            (&Method::POST, true) => {
+                let mut body = decode_object(&body, &content_type)?;
+                let manager = q.field_manager.as_deref();
+                checked(q, |dry, trial| {
+                    let body = if trial {
+                        body.clone()
+                    } else {
+                        std::mem::take(&mut body)
+                    };
+                    api.create_as(t, body, dry, manager)
+                })
+            }
+            (&Method::PUT, false) => {
+                let mut body = decode_object(&body, &content_type)?;
+                let manager = q.field_manager.as_deref();
+                checked(q, |dry, trial| {
+                    let body = if trial {
+                        body.clone()
+                    } else {
+                        std::mem::take(&mut body)
+                    };
+                    api.update_as(t, body, endpoint, dry, manager)
+                })
+            }
+            (&Method::PATCH, false) => {
+                let ptype = patch_type(t, &content_type)?;
+                let manager = q.field_manager.as_deref();
+                if ptype == PatchType::Apply {
+                    return checked(q, |dry, _| {
+                        api.apply_patch(t, &body, manager, q.force, endpoint, dry)
+                    });
+                }
+                checked(q, |dry, _| {
+                    api.patch_as(t, ptype, &body, endpoint, dry, manager)
+                })
+            }
+            (&Method::DELETE, false) => {
+                let opts = delete_options(&body, q)?;
+                Ok(Answer::reply(api.delete(t, &opts)?))
+            }
+            (&Method::DELETE, true) => {
+                let opts = delete_options(&body, q)?;
+                Ok(Answer::reply(api.delete_collection(t, &q.list, &opts)?))
+            }
+            _ => Err(ApiError::method_not_allowed()),
+        }
+    }
+}
+
+/// The Kubernetes verb of a request on a resource.
+fn verb_of(method: &Method, collection: bool, watch: bool) -> &'static str {
+    match (method, collection) {
+        (&Method::GET, _) if watch => "watch",
+        (&Method::GET, true) => "list",
+        (&Method::GET, false) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "deletecollection",
+        (&Method::DELETE, false) => "delete",
+        _ => "unknown",
+    }
+}
+
+/// The patch type of a `Content-Type`, or 415 listing what the kind accepts.
+pub(super) fn patch_type(t: &Target, content_type: &str) -> Result<PatchType, ApiError> {
+    let accepted = if t.kind.custom {
+        patch::CUSTOM_PATCH_TYPES
+    } else {
+        patch::BUILTIN_PATCH_TYPES
+    };
+    PatchType::from_content_type(content_type)
+        .ok_or_else(|| ApiError::unsupported_media_type(content_type, accepted))
+}
+
+/// A write with the request's `fieldValidation`: with `Strict`, unknown
+/// fields refuse the write (tried as a dry run first); by default they are
+/// pruned with a `Warning` each; with `Ignore`, silently. `write(dry_run,
+/// trial)` is called once, or twice (the trial first) under `Strict`.
+pub(super) fn checked(
+    q: &Query,
+    mut write: impl FnMut(bool, bool) -> Result<Reply, ApiError>,
+) -> Result<Answer, ApiError> {
+    if q.strict && !q.dry_run {
+        strict(&write(true, true)?)?;
+    }
+    let reply = write(q.dry_run, false)?;
+    if q.strict {
+        strict(&reply)?;
+    }
+    Ok(warned(reply, q, Vec::new()))
+}
+
+pub(super) fn strict(reply: &Reply) -> Result<(), ApiError> {
+    if reply.unknown_fields.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = reply
+        .unknown_fields
+        .iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
+    Err(ApiError::bad_request(format!(
+        "strict decoding error: {}",
+        fields.join(", ")
+    )))
+}
+
+/// The reply, with `Warning`s for pruned fields (unless ignored) and `more`.
+pub(super) fn warned(reply: Reply, q: &Query, mut more: Vec<String>) -> Answer {
+    if !q.ignore_unknown {
+        more.extend(
+            reply
+                .unknown_fields
+                .iter()
+                .map(|f| format!("unknown field {f:?}")),
+        );
+    }
+    let answer = Answer::reply(reply);
+    if more.is_empty() {
+        answer
+    } else {
+        Answer::Warned(Box::new(answer), more)
+    }
+}

@@ -1,0 +1,12 @@
+//! Storage (kube's `storage` and etcd): the versioned object store, label
+//! and field selection, and the watch fan-out with its injection hooks.
+//!
+//! Pure and synchronous except `watch` (tokio channels); never applies a
+//! Kubernetes rule and never stamps a time. Uses only `apimachinery`; used
+//! by `registry` (every write), `admission` (webhook configurations),
+//! `testing` (injected events, compaction) and `endpoints`.
+
+pub mod object;
+pub mod selector;
+pub mod store;
+pub mod watch;
