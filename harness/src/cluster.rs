@@ -17,7 +17,7 @@ use fake_apiserver::{
 };
 use serde_json::Value;
 
-use crate::{records::WriteRecord, remote::Remote, HarnessError};
+use crate::{error::HarnessError, records::WriteRecord, remote::Remote};
 
 /// The epoch the virtual clocks start at (2023-11-14T22:13:20Z).
 pub const EPOCH: i64 = 1_700_000_000;

@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 
 mod cluster;
+mod error;
 mod outcome;
 mod process;
 mod records;
@@ -41,40 +42,12 @@ mod scenario;
 pub mod strategies;
 
 pub use cluster::{Cluster, EPOCH};
+pub use error::{HarnessError, SettleError};
 pub use outcome::{redact, redact_str, Outcome};
 pub use process::ProcessRunner;
 pub use records::{EventRecord, WriteRecord};
-pub use runner::{KopfRunner, OperatorFactory, SettleError};
+pub use runner::{KopfRunner, OperatorFactory};
 pub use scenario::{ObjectRef, Scenario, Step};
-
-/// Errors of the harness.
-#[derive(Debug, thiserror::Error)]
-pub enum HarnessError {
-    /// The server refused something the test asked for.
-    #[error("refused: {0}")]
-    Refused(String),
-    /// The operator stopped (or did not stop) unexpectedly.
-    #[error("the operator stopped: {0}")]
-    Stopped(String),
-    /// The operator returned an error.
-    #[error("the operator failed: {0}")]
-    Operator(String),
-    /// The operator panicked.
-    #[error("the operator panicked: {0}")]
-    Panicked(String),
-    /// The operator did not settle.
-    #[error(transparent)]
-    Settle(Box<SettleError>),
-    /// An `expect` step failed.
-    #[error("expectation failed: {0}")]
-    Expectation(String),
-    /// The scenario text is malformed.
-    #[error("malformed scenario: {0}")]
-    Scenario(String),
-    /// A step failed.
-    #[error("step {0}: {1}")]
-    Step(usize, Box<HarnessError>),
-}
 
 /// Runs `future` on a fresh current-thread runtime with a paused clock, for
 /// plain `#[test]` functions.

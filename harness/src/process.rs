@@ -16,7 +16,7 @@ use std::{
 
 use fake_apiserver::Serving;
 
-use crate::{cluster::Cluster, HarnessError};
+use crate::{cluster::Cluster, error::HarnessError};
 
 /// An operator process against a served fake cluster.
 pub struct ProcessRunner {

@@ -22,7 +22,7 @@ use kube::{
 };
 use serde_json::Value;
 
-use crate::{records::WriteRecord, HarnessError};
+use crate::{error::HarnessError, records::WriteRecord};
 
 type Reply = mpsc::Sender<Result<Value, HarnessError>>;
 

@@ -2,12 +2,16 @@
 //! an in-process fake cluster, on virtual time, with its log captured per
 //! runner; `settle` waits (in virtual time) until it has nothing left to do.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use kopf::{LogLine, LogSink, Observer, Operator, Settings};
 use tokio::{sync::oneshot, task::JoinHandle};
 
-use crate::{cluster::Cluster, outcome::Outcome, HarnessError};
+use crate::{
+    cluster::Cluster,
+    error::{HarnessError, SettleError},
+    outcome::Outcome,
+};
 
 /// A running operator: its stop signal and its task.
 type Running = (
@@ -17,92 +21,6 @@ type Running = (
 
 /// Builds the operator (again, on `restart`).
 pub type OperatorFactory = Arc<dyn Fn() -> Operator + Send + Sync>;
-
-/// Why `settle` gave up: what was still pending when the budget ran out.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct SettleError {
-    /// Virtual time spent.
-    pub waited: Duration,
-    /// Objects with events not yet taken by their workers.
-    pub queued: Vec<String>,
-    /// Objects being processed.
-    pub busy: Vec<String>,
-    /// Why each queued, busy or delayed object is still pending: the latest
-    /// event queued for it (type and resourceVersion) and what the
-    /// operator last did with it.
-    pub notes: Vec<(String, String)>,
-    /// Event handlers still running.
-    pub detached: usize,
-    /// Delayed handlers: object and time until due.
-    pub wakeups: Vec<(String, Duration)>,
-    /// Timers running their code.
-    pub running: Vec<String>,
-    /// Watches behind the server: resource, delivered and latest resourceVersion.
-    pub behind: Vec<(String, u64, u64)>,
-    /// Whether startup (activities, initial listings) finished.
-    pub ready: bool,
-    /// Whether the wall-clock guard stopped it (the operator kept busy)
-    /// rather than the virtual-time budget.
-    pub wall_clock: bool,
-}
-
-impl SettleError {
-    fn note(&self, f: &mut fmt::Formatter<'_>, key: &str) -> fmt::Result {
-        for (_, note) in self.notes.iter().filter(|(k, _)| k == key) {
-            writeln!(f, "      {note}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for SettleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.wall_clock {
-            writeln!(
-                f,
-                "the operator did not settle: it kept busy for the whole wall-clock guard ({:?} of virtual time passed):",
-                self.waited
-            )?;
-        } else {
-            writeln!(
-                f,
-                "the operator did not settle within {:?} of virtual time:",
-                self.waited
-            )?;
-        }
-        if !self.ready {
-            writeln!(
-                f,
-                "  - startup is not finished (activities or initial listings)"
-            )?;
-        }
-        for q in &self.queued {
-            writeln!(f, "  - queued: {q}")?;
-            self.note(f, q)?;
-        }
-        for b in &self.busy {
-            writeln!(f, "  - in progress: {b}")?;
-            self.note(f, b)?;
-        }
-        for r in &self.running {
-            writeln!(f, "  - running: {r}")?;
-        }
-        if self.detached > 0 {
-            writeln!(f, "  - event handlers running: {}", self.detached)?;
-        }
-        for (w, d) in &self.wakeups {
-            writeln!(f, "  - delayed handlers of {w} due in {d:?}")?;
-            self.note(f, w)?;
-        }
-        for (r, seen, latest) in &self.behind {
-            writeln!(
-                f,
-                "  - the watch of {r} delivered up to {seen}, the server is at {latest}"
-            )?;
-        }
-        Ok(())
-    }
-}
 
 /// An operator under test.
 ///

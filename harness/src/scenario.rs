@@ -27,7 +27,7 @@ use fake_apiserver::testing::{faults::FaultRule, inject::InjectRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{runner::KopfRunner, HarnessError};
+use crate::{error::HarnessError, runner::KopfRunner};
 
 fn default_namespace() -> String {
     "default".into()
