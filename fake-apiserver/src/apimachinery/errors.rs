@@ -217,6 +217,23 @@ impl ApiError {
         Self::expired(format!("too old resource version: {requested} ({oldest})"))
     }
 
+    /// 504 for a watch or list at a resourceVersion the server has not
+    /// reached after waiting a while (kube's watch cache waits 3 s).
+    pub fn too_large_resource_version(requested: u64, current: u64) -> Self {
+        let mut e = Self::new(
+            504,
+            "Timeout",
+            format!("Timeout: Too large resource version: {requested}, current: {current}"),
+        );
+        e.causes.push(Cause {
+            reason: "ResourceVersionTooLarge".into(),
+            message: "Too large resource version".into(),
+            field: String::new(),
+        });
+        e.retry_after = Some(1);
+        e
+    }
+
     /// 410 for a list `continue` token from before the history window.
     pub fn continue_expired() -> Self {
         Self::expired(
@@ -237,6 +254,18 @@ impl ApiError {
             "UnsupportedMediaType",
             format!(
                 "the body of the request was in an unknown format - accepted media types include: {}",
+                accepted.join(", ")
+            ),
+        )
+    }
+
+    /// 406 when no media type the client accepts can be served.
+    pub fn not_acceptable(accepted: &[&str]) -> Self {
+        Self::new(
+            406,
+            "NotAcceptable",
+            format!(
+                "only the following media types are accepted: {}",
                 accepted.join(", ")
             ),
         )
@@ -289,7 +318,13 @@ impl ApiError {
                 let causes = self
                     .causes
                     .iter()
-                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .map(|c| {
+                        let mut cause = json!({"reason": c.reason, "message": c.message});
+                        if !c.field.is_empty() {
+                            cause["field"] = c.field.clone().into();
+                        }
+                        cause
+                    })
                     .collect();
                 details.insert("causes".into(), Value::Array(causes));
             }

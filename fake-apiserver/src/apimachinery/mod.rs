@@ -1,6 +1,6 @@
 //! The vocabulary every layer shares (kube's `k8s.io/apimachinery` and
 //! `k8s.io/utils/clock`): the `Status` errors, the server's clock, the key
-//! of a resource's storage, and name and label validation.
+//! of a resource's storage, name and label validation, and bounded YAML.
 //!
 //! Uses nothing else in the crate; used by every folder above it.
 
@@ -8,3 +8,4 @@ pub mod clock;
 pub mod errors;
 pub mod resource_key;
 pub mod validation;
+pub mod yaml;

@@ -6,7 +6,7 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 
 use crate::{
-    apimachinery::errors::ApiError,
+    apimachinery::{errors::ApiError, yaml},
     endpoints::{protobuf, route::Query, MAX_BODY},
     registry::rest::DeleteOptions,
 };
@@ -33,7 +33,7 @@ pub(super) fn decode_object(body: &[u8], content_type: &str) -> Result<Value, Ap
         "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         }),
-        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
+        "application/yaml" | "application/x-yaml" | "text/yaml" => yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}"))),
         "application/vnd.kubernetes.protobuf" => protobuf::decode(body),
         other => Err(ApiError::unsupported_media_type(

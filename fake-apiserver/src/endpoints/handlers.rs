@@ -44,6 +44,12 @@ impl ApiService {
             Ok(q) => q,
             Err(e) => return Ok(Answer::Error(e)),
         };
+        if let Some(accept) = parts.headers.get(header::ACCEPT) {
+            let served = served_media_types(&t);
+            if !acceptable(accept.to_str().unwrap_or_default(), served) {
+                return Ok(Answer::Error(ApiError::not_acceptable(served)));
+            }
+        }
         let verb = verb_of(&parts.method, t.name.is_empty(), q.watch);
         let decision = if self.shared.injector.has_rules() {
             self.shared.injector.decide(&RequestInfo {
@@ -72,6 +78,7 @@ impl ApiService {
             Some((_, Terminal::Status(err))) => return Ok(Answer::Error(err)),
             Some((rule, Terminal::DropBefore)) => return Err(Dropped(rule)),
             Some((rule, Terminal::DropAfter)) => Some(rule),
+            Some((rule, Terminal::Panic)) => panic!("fault rule {rule} panics in the handler"),
             None => None,
         };
         // Writes of one object (not reads, not deletecollection), except
@@ -84,7 +91,9 @@ impl ApiService {
         let admitted = one_write
             && t.kind.key.group != "admissionregistration.k8s.io"
             && Admission::configured(&self.shared.api.store);
-        let answer = if admitted {
+        let answer = if let Err(e) = self.fresh_enough(&q).await {
+            Answer::Error(e)
+        } else if admitted {
             self.admitted(parts, &q, body, &t, sub.as_deref())
                 .await
                 .unwrap_or_else(Answer::Error)
@@ -100,6 +109,33 @@ impl ApiService {
             Some(rule) => Err(Dropped(rule)),
             None => Ok(answer),
         }
+    }
+
+    /// A watch at a resourceVersion the server has not reached yet waits a
+    /// little for it, as kube-apiserver's watch cache does, then is refused
+    /// (504, retry after 1 s) rather than left hanging.
+    async fn fresh_enough(&self, q: &Query) -> Result<(), ApiError> {
+        let Some(requested) = q
+            .list
+            .resource_version
+            .as_deref()
+            .filter(|_| q.watch)
+            .and_then(|rv| rv.parse::<u64>().ok())
+        else {
+            return Ok(());
+        };
+        let store = &self.shared.api.store;
+        let deadline = tokio::time::Instant::now() + FRESHNESS_WAIT;
+        while store.current_rv() < requested {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::too_large_resource_version(
+                    requested,
+                    store.current_rv(),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok(())
     }
 
     fn verb(
@@ -247,6 +283,36 @@ fn verb_of(method: &Method, collection: bool, watch: bool) -> &'static str {
     }
 }
 
+/// How long a watch at a resourceVersion ahead of the server waits for it
+/// (kube-apiserver's watch cache `blockTimeout`).
+const FRESHNESS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The media types a kind is served in, as kube-apiserver lists them
+/// (custom resources have no protobuf).
+fn served_media_types(t: &Target) -> &'static [&'static str] {
+    if t.kind.custom {
+        &["application/json", "application/yaml"]
+    } else {
+        &[
+            "application/json",
+            "application/yaml",
+            "application/vnd.kubernetes.protobuf",
+        ]
+    }
+}
+
+/// Whether an `Accept` header admits one of `served` (wildcards and
+/// parameters such as `;as=Table` or `;stream=watch` included). An empty
+/// header accepts anything.
+fn acceptable(accept: &str, served: &[&str]) -> bool {
+    accept.trim().is_empty()
+        || accept.split(',').any(|range| {
+            let media = range.split(';').next().unwrap_or_default().trim();
+            let media = media.to_ascii_lowercase();
+            media == "*/*" || media == "application/*" || served.contains(&media.as_str())
+        })
+}
+
 /// The patch type of a `Content-Type`, or 415 listing what the kind accepts.
 pub(super) fn patch_type(t: &Target, content_type: &str) -> Result<PatchType, ApiError> {
     let accepted = if t.kind.custom {
@@ -306,5 +372,41 @@ pub(super) fn warned(reply: Reply, q: &Query, mut more: Vec<String>) -> Answer {
         answer
     } else {
         Answer::Warned(Box::new(answer), more)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::acceptable;
+
+    const BUILT_IN: &[&str] = &[
+        "application/json",
+        "application/yaml",
+        "application/vnd.kubernetes.protobuf",
+    ];
+
+    /// Regression test for issue 15: what kubectl and clients send is
+    /// accepted; a type nobody serves is not.
+    #[test]
+    fn accept_headers_should_be_negotiated() {
+        for ok in [
+            "",
+            "*/*",
+            "application/json",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+            "application/vnd.kubernetes.protobuf,application/json",
+            "application/json;stream=watch",
+            "application/*;q=0.8",
+            "text/html, application/JSON",
+        ] {
+            assert!(acceptable(ok, BUILT_IN), "{ok}");
+        }
+        for refused in ["application/xml", "text/html", "image/png, text/plain"] {
+            assert!(!acceptable(refused, BUILT_IN), "{refused}");
+        }
+        assert!(!acceptable(
+            "application/vnd.kubernetes.protobuf",
+            &["application/json", "application/yaml"]
+        ));
     }
 }

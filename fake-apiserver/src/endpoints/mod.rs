@@ -28,12 +28,14 @@ pub mod table;
 use std::{
     convert::Infallible,
     future::Future,
+    panic::AssertUnwindSafe,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
 };
 
 use bytes::Bytes;
+use futures::FutureExt;
 use http::{header, HeaderValue, Method, Request, Response};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::{
@@ -123,7 +125,26 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let service = self.clone();
-        Box::pin(async move { service.handle(req).await })
+        let (method, uri) = (req.method().clone(), req.uri().clone());
+        Box::pin(async move {
+            // A panic anywhere in a handler answers this request with a 500
+            // and leaves the server serving, as kube-apiserver's recovery does.
+            match AssertUnwindSafe(service.handle(req)).catch_unwind().await {
+                Ok(answer) => answer,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(%method, %uri, panic = %what, "apiserver panic'd");
+                    Ok(Answer::Error(ApiError::internal(
+                        "This request caused apiserver to panic. Look in the logs for details.",
+                    ))
+                    .into_response())
+                }
+            }
+        })
     }
 }
 

@@ -59,12 +59,72 @@ pub const BUILTIN_PATCH_TYPES: &[&str] = &[
 /// # Errors
 /// 400 when the patch is not a JSON patch document; 422 when an operation
 /// does not apply (a failed `test`, a missing path), as kube-apiserver answers.
+///
+/// Bounded as kube-apiserver bounds it: at most [`MAX_JSON_PATCH_OPERATIONS`]
+/// operations (413 beyond), and at most [`MAX_JSON_PATCH_COPY_BYTES`] copied
+/// by `copy` operations in all (422 beyond), so that a small patch cannot
+/// grow an object exponentially.
 pub fn apply_json_patch(doc: &Value, patch: &[u8]) -> Result<Value, ApiError> {
     let ops: json_patch::Patch = serde_json::from_slice(patch)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+    if ops.0.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!(
+                "Request entity too large: The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+                ops.0.len()
+            ),
+        ));
+    }
     let mut out = doc.clone();
-    json_patch::patch(&mut out, &ops).map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
+    let mut copied = 0usize;
+    for op in ops.0 {
+        if let json_patch::PatchOperation::Copy(copy) = &op {
+            // The size of what the copy adds, as compact JSON; a missing
+            // source is left to the patch itself to report.
+            if let Some(source) = out.pointer(copy.from.as_str()) {
+                copied = copied.saturating_add(json_size(source));
+                if copied > MAX_JSON_PATCH_COPY_BYTES {
+                    return Err(ApiError::new(
+                        422,
+                        "Invalid",
+                        format!(
+                            "Unable to complete the copy, the accumulated size increase of copy is {copied}, exceeding the limit {MAX_JSON_PATCH_COPY_BYTES}"
+                        ),
+                    ));
+                }
+            }
+        }
+        json_patch::patch(&mut out, std::slice::from_ref(&op))
+            .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
+    }
     Ok(out)
+}
+
+/// The most operations one JSON patch may have (kube-apiserver's
+/// `maxJSONPatchOperations`).
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
+/// The most bytes the `copy` operations of one JSON patch may copy in all
+/// (kube-apiserver's `--json-patch-max-copy-bytes` default, 3 MiB).
+pub const MAX_JSON_PATCH_COPY_BYTES: usize = 3 * 1024 * 1024;
+
+/// The length of `v` as compact JSON, without building it.
+fn json_size(v: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    let _ = serde_json::to_writer(&mut counter, v);
+    counter.0
 }
 
 /// Applies an RFC 7386 merge patch.
@@ -460,6 +520,50 @@ mod tests {
         let doc = json!({"spec": {"args": ["a"], "x": 1}, "data": {"k": "v"}});
         let out = smp(doc, json!({"spec": {"args": ["b"], "x": null}}));
         assert_eq!(out, json!({"spec": {"args": ["b"]}, "data": {"k": "v"}}));
+    }
+
+    /// Regression test for issue 15: copies that double a subtree each round
+    /// (2^40 times 1 kB unbounded) stop at the copy budget, with
+    /// kube-apiserver's message.
+    #[test]
+    fn json_patch_copies_should_stop_at_the_copy_budget() {
+        let mut ops = vec![json!({"op": "add", "path": "/a", "value": "x".repeat(1000)})];
+        for _ in 0..40 {
+            ops.push(json!({"op": "add", "path": "/t", "value": []}));
+            ops.push(json!({"op": "copy", "from": "/a", "path": "/t/-"}));
+            ops.push(json!({"op": "copy", "from": "/a", "path": "/t/-"}));
+            ops.push(json!({"op": "move", "from": "/t", "path": "/a"}));
+        }
+        let patch = serde_json::to_vec(&ops).unwrap();
+        let err = apply_json_patch(&json!({}), &patch).unwrap_err();
+        assert_eq!((err.code, err.reason), (422, "Invalid"));
+        assert!(
+            err.message.starts_with(
+                "Unable to complete the copy, the accumulated size increase of copy is "
+            ),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.message.ends_with(", exceeding the limit 3145728"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn json_patches_should_have_at_most_10000_operations() {
+        let ops: Vec<Value> = (0..10_001)
+            .map(|_| json!({"op": "test", "path": "", "value": {}}))
+            .collect();
+        let err = apply_json_patch(&json!({}), &serde_json::to_vec(&ops).unwrap()).unwrap_err();
+        assert_eq!((err.code, err.reason), (413, "RequestEntityTooLarge"));
+        assert_eq!(
+            err.message,
+            "Request entity too large: The allowed maximum operations in a JSON patch is 10000, got 10001"
+        );
+        let ok: Vec<Value> = ops[..10_000].to_vec();
+        assert!(apply_json_patch(&json!({}), &serde_json::to_vec(&ok).unwrap()).is_ok());
     }
 
     #[test]

@@ -325,7 +325,14 @@ impl Store {
         };
         let lower = max_bound(range.0.as_ref().map(|s| s.as_str()), start);
         let upper = range.1.as_ref().map(|s| s.as_str());
-        for obj in objects.range::<str, _>((lower, upper)).map(|(_, v)| v) {
+        // A start past the end (a continue key beyond the namespace) is an
+        // empty range, never a reversed one (which `range` would panic on).
+        let selected = if is_empty_range(lower, upper) {
+            None
+        } else {
+            Some(objects.range::<str, _>((lower, upper)))
+        };
+        for obj in selected.into_iter().flatten().map(|(_, v)| v) {
             if !keep(obj) {
                 continue;
             }
@@ -435,6 +442,18 @@ fn max_bound<'a>(a: Bound<&'a str>, b: Bound<&'a str>) -> Bound<&'a str> {
             } else {
                 b
             }
+        }
+    }
+}
+
+/// Whether no key lies between `lower` and `upper`, where `BTreeMap::range`
+/// would panic (start after end, or equal and either excluded).
+fn is_empty_range(lower: Bound<&str>, upper: Bound<&str>) -> bool {
+    match (lower, upper) {
+        (Bound::Unbounded, _) | (_, Bound::Unbounded) => false,
+        (Bound::Included(a), Bound::Included(b)) => a > b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
+            a >= b
         }
     }
 }
@@ -645,6 +664,41 @@ mod tests {
             .unwrap()
             .items
             .is_empty());
+    }
+
+    /// Regression test for issue 15: a start key outside the listed range
+    /// (after its end, or in another namespace) is an empty page, not a panic.
+    #[test]
+    fn list_should_survive_start_keys_outside_the_range() {
+        let store = Store::new(Arc::new(NoSink), 100, 1);
+        let key = ResourceKey::new("", "configmaps");
+        put(&store, "a", "x");
+        for after in ["zz/a", "ns0", "ns0/x", "ns/\u{10FFFF}", "ns/"] {
+            let page = store
+                .list(&key, Some("ns"), None, Some(after), 0, &|_| true)
+                .unwrap();
+            assert!(page.items.is_empty() || after == "ns/", "{after}");
+        }
+        let before = store
+            .list(&key, Some("ns"), None, Some("a/b"), 0, &|_| true)
+            .unwrap();
+        assert_eq!(
+            before.items.len(),
+            1,
+            "a key before the range starts at its beginning"
+        );
+    }
+
+    proptest! {
+        /// Whatever namespace and start key a client makes up, listing never panics.
+        #[test]
+        fn list_should_never_panic_on_any_start_key(ns in "\\PC{0,4}", after in "\\PC{0,8}") {
+            let store = Store::new(Arc::new(NoSink), 100, 1);
+            let key = ResourceKey::new("", "configmaps");
+            put(&store, "a", "x");
+            let _ = store.list(&key, Some(&ns), None, Some(&after), 2, &|_| true);
+            let _ = store.list(&key, None, None, Some(&after), 2, &|_| true);
+        }
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub enum FaultAction {
     /// Handle the request (the write happens), then drop the connection
     /// instead of answering.
     DropAfter,
+    /// Panic in the request's handler, before handling: proves that the
+    /// server recovers (a 500 `Status`, the panic logged, and the server
+    /// serving on), as kube-apiserver's panic recovery does.
+    Panic,
 }
 
 /// A fault rule: which requests it matches, what it does, how often.
@@ -191,6 +195,8 @@ pub enum Terminal {
     DropBefore,
     /// Handle, then drop the connection.
     DropAfter,
+    /// Panic in the handler.
+    Panic,
 }
 
 #[derive(Default)]
@@ -333,6 +339,10 @@ impl Faults {
                 }
                 Some(FaultAction::DropAfter) => {
                     decision.terminal = Some((id, Terminal::DropAfter));
+                    break;
+                }
+                Some(FaultAction::Panic) => {
+                    decision.terminal = Some((id, Terminal::Panic));
                     break;
                 }
             }

@@ -31,14 +31,25 @@ impl Api {
 
     /// LIST a collection.
     pub fn list(&self, t: &Target, opts: &ListOptions) -> Result<Reply, ApiError> {
+        let namespace = (!t.namespace.is_empty()).then_some(t.namespace.as_str());
         let (at, after) = match &opts.continue_token {
             Some(token) => {
                 let (rv, after) = decode_continue(token)?;
+                // kube-apiserver's keys are relative to the listed prefix, so a
+                // token cannot reach outside it: refuse one that tries.
+                if namespace.is_some_and(|ns| {
+                    !after
+                        .strip_prefix(ns)
+                        .is_some_and(|rest| rest.starts_with('/'))
+                }) {
+                    return Err(ApiError::bad_request(format!(
+                        "continue key is not valid: {after}"
+                    )));
+                }
                 (Some(rv), Some(after))
             }
             None => (self.list_rv(opts)?, None),
         };
-        let namespace = (!t.namespace.is_empty()).then_some(t.namespace.as_str());
         let keep = |o: &Stored| opts.labels.matches_stored(o) && opts.fields.matches_stored(o);
         let page = match self.store.list(
             &t.kind.key,

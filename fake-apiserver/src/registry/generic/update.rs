@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use serde_json::{json, Value};
 
 use crate::{
-    apimachinery::errors::ApiError,
+    apimachinery::{errors::ApiError, yaml},
     registry::{
         apply,
         generic::{has_spec_finalizers, is_crd, Api, Committed},
@@ -108,6 +108,8 @@ impl Api {
                 "PATCH requests with application/apply-patch+yaml must specify a fieldManager",
             ));
         };
+        yaml::check_depth(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
         let config: Value = serde_yaml::from_slice::<serde_yaml::Value>(body)
             .ok()
             .and_then(|y| serde_json::to_value(y).ok())
