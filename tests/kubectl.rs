@@ -776,10 +776,21 @@ fn kubectl_generators_should_create_through_protobuf() {
         c.json(&["get", "cm", "cfg"])["data"],
         serde_json::json!({"a": "b"})
     );
-    assert_eq!(
-        c.json(&["get", "secret", "pw"])["data"]["password"],
-        "aHVudGVyMg=="
+    let secret = c.json(&["get", "secret", "pw"]);
+    assert_eq!(secret["data"]["password"], "aHVudGVyMg==");
+    // kube-apiserver defaults the type; kubectl's table shows it.
+    assert_eq!(secret["type"], "Opaque");
+    let table = c.kubectl(&["get", "secret", "pw"]);
+    assert!(table.contains("Opaque"), "{table}");
+    // stringData is write-only: merged into data, base64-encoded.
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: sd}\nstringData: {user: admin}\n",
     );
+    let sd = c.json(&["get", "secret", "sd"]);
+    assert_eq!(sd["data"]["user"], "YWRtaW4=");
+    assert!(sd.get("stringData").is_none(), "{sd}");
+    assert_eq!(sd["type"], "Opaque");
     let deploy = c.json(&["get", "deploy", "web"]);
     assert_eq!(deploy["spec"]["replicas"], 2);
     assert_eq!(

@@ -298,21 +298,35 @@ async fn failure_policies_timeouts_and_dry_runs_should_behave_as_kube_apiserver(
         "a dry run stores nothing"
     );
     assert_eq!(seen.lock().unwrap().last().unwrap().1["dryRun"], true);
-    configure(
-        &server,
-        "ValidatingWebhookConfiguration",
-        vec![webhook(
-            "effects.example.dev",
-            format!("http://{addr}/warn"),
-            json!({"sideEffects": "Unknown"}),
-        )],
-    )
-    .await;
-    let err = status(cms.create(&dry, &cm("d")).await.unwrap_err());
-    assert_eq!(err.code, 400);
+    // sideEffects Unknown (which would refuse dry runs) is v1beta1 only:
+    // admissionregistration/v1 refuses it, as kube-apiserver does.
+    let configs: Api<DynamicObject> = Api::all_with(
+        server.client(),
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk(
+                "admissionregistration.k8s.io",
+                "v1",
+                "ValidatingWebhookConfiguration",
+            ),
+            "validatingwebhookconfigurations",
+        ),
+    );
+    let unknown: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "effects"},
+        "webhooks": [webhook("effects.example.dev", format!("http://{addr}/warn"), json!({"sideEffects": "Unknown"}))],
+    }))
+    .unwrap();
+    let err = status(
+        configs
+            .create(&PostParams::default(), &unknown)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
     assert_eq!(
         err.message,
-        "admission webhook \"effects.example.dev\" does not support dry run"
+        "ValidatingWebhookConfiguration.admissionregistration.k8s.io \"effects\" is invalid: webhooks[0].sideEffects: Unsupported value: \"Unknown\": supported values: \"None\", \"NoneOnDryRun\""
     );
 
     // The namespace selector reads the namespace's labels.

@@ -68,6 +68,36 @@ impl Cause {
         }
     }
 
+    /// `field: Unsupported value: "value": supported values: "a", "b"`.
+    pub fn not_supported(field: &str, value: &Value, supported: &[&str]) -> Self {
+        let shown = match value {
+            Value::String(s) => format!("{s:?}"),
+            other => other.to_string(),
+        };
+        let supported: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+        Cause {
+            reason: "FieldValueNotSupported".into(),
+            message: format!(
+                "Unsupported value: {shown}: supported values: {}",
+                supported.join(", ")
+            ),
+            field: field.into(),
+        }
+    }
+
+    /// `field: Duplicate value: "value"`.
+    pub fn duplicate(field: &str, value: &Value) -> Self {
+        let shown = match value {
+            Value::String(s) => format!("{s:?}"),
+            other => other.to_string(),
+        };
+        Cause {
+            reason: "FieldValueDuplicate".into(),
+            message: format!("Duplicate value: {shown}"),
+            field: field.into(),
+        }
+    }
+
     /// `field: Too long: detail`.
     pub fn too_long(field: &str, detail: &str) -> Self {
         Cause {

@@ -2,7 +2,8 @@
 //! write, and the verbs that apply them.
 //!
 //! Inside, lowest first: `resources` (the kinds); the rules, as pure
-//! functions (`semantics`, `crd`, `schema`, `patch`, `apply`, `events`);
+//! functions (`semantics`, `defaults`, `crd`, `schema`, `patch`, `apply`,
+//! `events`, `webhooks`);
 //! `rest` (what a request is, and the narrow traits controllers use);
 //! `generic` (the [`Api`](generic::Api): the verbs over the store).
 //!
@@ -11,6 +12,7 @@
 
 pub mod apply;
 pub mod crd;
+pub mod defaults;
 mod events;
 pub mod generic;
 pub mod patch;
@@ -18,3 +20,4 @@ pub mod resources;
 pub mod rest;
 pub mod schema;
 pub mod semantics;
+pub mod webhooks;

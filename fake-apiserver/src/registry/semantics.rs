@@ -230,6 +230,7 @@ pub fn prepare_create(kind: &Kind, version: &str, obj: &mut Value, info: CreateI
         }
     }
     builtin_defaults(kind, obj);
+    crate::registry::defaults::apply(kind, obj);
 }
 
 /// Status and labels kube-apiserver (or its controllers, instantly) gives new

@@ -10,7 +10,7 @@ use crate::{
         crd,
         generic::{is_crd, Api},
         rest::Target,
-        schema, semantics,
+        schema, semantics, webhooks,
     },
 };
 
@@ -29,6 +29,31 @@ fn refuse_invalid(t: &Target, obj: &Value, causes: Vec<Cause>) -> Result<(), Api
 }
 
 impl Api {
+    /// A create or update body of a built-in kind is decoded as its type,
+    /// which defaults a missing `kind` and `apiVersion` from the URL, as
+    /// kube-apiserver's typed decoding does (clients such as Python's
+    /// `kubernetes` send none); custom resources are decoded as
+    /// unstructured objects and must carry both. A value given and wrong
+    /// stays an error ([`Api::check_body_kind`]).
+    pub(super) fn default_body_kind(t: &Target, body: &mut Value) {
+        if t.kind.custom {
+            return;
+        }
+        if let Some(obj) = body.as_object_mut() {
+            let missing = |v: Option<&Value>| v.and_then(Value::as_str).is_none_or(str::is_empty);
+            if missing(obj.get("kind")) {
+                obj.insert("kind".into(), Value::from(t.kind.kind.as_str()));
+            }
+            if missing(obj.get("apiVersion")) {
+                obj.insert(
+                    "apiVersion".into(),
+                    Value::from(t.kind.api_version(&t.version)),
+                );
+            }
+        }
+    }
+
+    /// The body's `kind` and `apiVersion` are those of the URL.
     pub(super) fn check_body_kind(&self, t: &Target, body: &Value) -> Result<(), ApiError> {
         if !body.is_object() {
             return Err(ApiError::bad_request(format!(
@@ -97,6 +122,9 @@ impl Api {
         let mut causes = semantics::validate_metadata(&t.kind, obj);
         if is_crd(&t.kind) {
             causes.extend(crd::validate(obj));
+        }
+        if webhooks::configuration_kind(t.kind.group(), t.kind.plural()).is_some() {
+            causes.extend(webhooks::validate(obj));
         }
         refuse_invalid(t, obj, causes)
     }

@@ -35,6 +35,7 @@ impl Api {
         dry_run: bool,
         manager: Option<&str>,
     ) -> Result<Reply, ApiError> {
+        Self::default_body_kind(t, &mut body);
         self.check_body_kind(t, &body)?;
         if !body.get("metadata").is_some_and(Value::is_object) {
             body["metadata"] = json!({});

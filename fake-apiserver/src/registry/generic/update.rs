@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::{
     apimachinery::{errors::ApiError, yaml},
     registry::{
-        apply,
+        apply, defaults,
         generic::{has_spec_finalizers, is_crd, Api, Committed},
         patch::{self, PatchType},
         rest::{Reply, Target, APPLIED},
@@ -34,11 +34,12 @@ impl Api {
     pub fn update_as(
         &self,
         t: &Target,
-        body: Value,
+        mut body: Value,
         endpoint: Endpoint,
         dry_run: bool,
         manager: Option<&str>,
     ) -> Result<Reply, ApiError> {
+        Self::default_body_kind(t, &mut body);
         self.check_body_kind(t, &body)?;
         self.replace_with(t, endpoint, dry_run, manager, |_| Ok(body))
     }
@@ -248,6 +249,7 @@ impl Api {
             // fields changes nothing (no generation bump, no new version).
             unknown_fields = self.apply_schema(t, &mut new)?;
             semantics::prepare_update(&t.kind, &t.version, &old, &mut new, endpoint)?;
+            defaults::apply(&t.kind, &mut new);
             // Field ownership: by the request's manager, or kept up to date
             // once an object has it (server-side apply records its own).
             let tracked = old.pointer("/metadata/managedFields").is_some();
