@@ -830,3 +830,74 @@ fn kubectl_generators_should_create_through_protobuf() {
     let explained = c.kubectl(&["explain", "pods"]);
     assert!(explained.contains("KIND:       Pod"), "{explained}");
 }
+
+/// `kubectl scale` goes through `/scale` (issue 13): for a Deployment, and
+/// for a custom resource whose CRD declares `subresources.scale`.
+#[test]
+fn kubectl_should_scale_deployments_and_custom_resources() {
+    let c = Cluster::start();
+    c.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=2",
+    ]);
+    let out = c.kubectl(&["scale", "deploy", "web", "--replicas=5"]);
+    assert!(out.contains("deployment.apps/web scaled"), "{out}");
+    assert_eq!(c.json(&["get", "deploy", "web"])["spec"]["replicas"], 5);
+    let scale: Value = serde_json::from_str(&c.kubectl(&[
+        "get",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+    ]))
+    .unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["apiVersion"], "autoscaling/v1");
+    assert_eq!(scale["spec"]["replicas"], 5);
+    assert_eq!(scale["status"]["selector"], "app=web");
+    // A stale resourceVersion on the Scale is a conflict, as on the object.
+    let out = c.output_stdin(
+        &[
+            "replace",
+            "--raw",
+            "/apis/apps/v1/namespaces/default/deployments/web/scale",
+            "-f",
+            "-",
+        ],
+        r#"{"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": {"name": "web", "namespace": "default", "resourceVersion": "1"}, "spec": {"replicas": 1}}"#,
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the object has been modified"), "{stderr}");
+    let discovery = c.kubectl(&["api-resources", "--api-group=apps", "-o", "name"]);
+    assert!(discovery.contains("deployments.apps"), "{discovery}");
+
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: workers.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: workers, singular: worker, kind: Worker}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      subresources:
+        status: {}
+        scale: {specReplicasPath: .spec.size, statusReplicasPath: .status.size, labelSelectorPath: .status.selector}
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#,
+    );
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: example.com/v1\nkind: Worker\nmetadata: {name: w}\nspec: {size: 1}\n",
+    );
+    let out = c.kubectl(&["scale", "worker", "w", "--replicas=3"]);
+    assert!(out.contains("worker.example.com/w scaled"), "{out}");
+    assert_eq!(c.json(&["get", "worker", "w"])["spec"]["size"], 3);
+}

@@ -153,3 +153,67 @@ async fn secrets_should_be_defaulted_as_kube_apiserver_does() {
         json!({"user": "YWRtaW4=", "password": "aHVudGVyMg=="})
     );
 }
+
+/// `/scale` of a Deployment: read, written, and a negative count refused
+/// with kube-apiserver's 422.
+#[tokio::test]
+async fn deployments_should_scale_through_their_scale_subresource() {
+    let server = FakeApiServer::new();
+    let deploy = json!({"metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
+    let (code, body) = send(
+        &server,
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        deploy,
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let uri = "/apis/apps/v1/namespaces/default/deployments/web/scale";
+    let (code, scale) = send(&server, "GET", uri, Value::Null).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        scale["spec"]["replicas"], 1,
+        "an unset count reads as kube's default"
+    );
+    let (code, body) = send(
+        &server,
+        "PUT",
+        uri,
+        json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": {"name": "web"}, "spec": {"replicas": -1}}),
+    )
+    .await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        body["message"],
+        "Scale.autoscaling \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"
+    );
+    let (code, body) = send(
+        &server,
+        "PUT",
+        uri,
+        json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": {"name": "web"}, "spec": {"replicas": 4}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["spec"]["replicas"], 4);
+    let (_, deploy) = send(
+        &server,
+        "GET",
+        "/apis/apps/v1/namespaces/default/deployments/web",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(deploy["spec"]["replicas"], 4);
+    assert_eq!(deploy["metadata"]["generation"], 2, "a spec change");
+    let (code, _) = send(
+        &server,
+        "GET",
+        "/api/v1/namespaces/default/configmaps/x/scale",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(code, 404, "no /scale on kinds without one");
+}

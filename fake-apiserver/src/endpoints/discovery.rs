@@ -126,6 +126,17 @@ pub(crate) fn resource_list(
                 "verbs": STATUS_VERBS,
             }));
         }
+        if kind.version(version).is_some_and(|v| v.scale.is_some()) {
+            list.push(json!({
+                "name": format!("{}/scale", kind.plural()),
+                "singularName": "",
+                "namespaced": kind.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": STATUS_VERBS,
+            }));
+        }
     }
     let group_version = if group.is_empty() {
         version.to_string()
@@ -156,12 +167,23 @@ fn aggregated_version(resources: &Resources, group: &str, version: &str) -> Valu
             if !kind.categories.is_empty() {
                 entry["categories"] = json!(kind.categories);
             }
+            let mut subresources = Vec::new();
             if kind.has_status(version) {
-                entry["subresources"] = json!([{
+                subresources.push(json!({
                     "subresource": "status",
                     "responseKind": response_kind,
                     "verbs": STATUS_VERBS,
-                }]);
+                }));
+            }
+            if kind.version(version).is_some_and(|v| v.scale.is_some()) {
+                subresources.push(json!({
+                    "subresource": "scale",
+                    "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+                    "verbs": STATUS_VERBS,
+                }));
+            }
+            if !subresources.is_empty() {
+                entry["subresources"] = Value::Array(subresources);
             }
             entry
         })
@@ -220,6 +242,7 @@ mod tests {
             .map(|e| e["name"].as_str().unwrap())
             .collect();
         assert!(names.contains(&"deployments") && names.contains(&"deployments/status"));
+        assert!(names.contains(&"deployments/scale"));
         assert_eq!(resource_list(&r, "apps", "v9").unwrap_err().code, 404);
     }
 }

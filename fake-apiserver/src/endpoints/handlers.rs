@@ -93,6 +93,9 @@ impl ApiService {
             && Admission::configured(&self.shared.api.store);
         let answer = if let Err(e) = self.fresh_enough(&q).await {
             Answer::Error(e)
+        } else if sub.as_deref() == Some("scale") {
+            self.scale(parts, &q, &body, &t)
+                .unwrap_or_else(Answer::Error)
         } else if admitted {
             self.admitted(parts, &q, body, &t, sub.as_deref())
                 .await
@@ -136,6 +139,31 @@ impl ApiService {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         Ok(())
+    }
+
+    /// `/scale`: GET, PUT or PATCH an `autoscaling/v1` Scale.
+    fn scale(
+        &self,
+        parts: &http::request::Parts,
+        q: &Query,
+        body: &Bytes,
+        t: &Target,
+    ) -> Result<Answer, ApiError> {
+        let api = &self.shared.api;
+        let content_type = header_of(parts, header::CONTENT_TYPE);
+        let reply = match parts.method {
+            Method::GET => api.get_scale(t)?,
+            Method::PUT => {
+                let scale = decode_object(body, &content_type)?;
+                api.update_scale(t, &scale, q.dry_run)?
+            }
+            Method::PATCH => {
+                let ptype = patch_type(t, &content_type)?;
+                api.patch_scale(t, ptype, body, q.dry_run)?
+            }
+            _ => return Err(ApiError::method_not_allowed()),
+        };
+        Ok(Answer::reply(reply))
     }
 
     fn verb(

@@ -81,7 +81,12 @@ fn resource(
         return Err(ApiError::no_route());
     }
     if let Some(sub) = &sub {
-        if sub != "status" || !kind.has_status(version) {
+        let served = match sub.as_str() {
+            "status" => kind.has_status(version),
+            "scale" => kind.version(version).is_some_and(|v| v.scale.is_some()),
+            _ => false,
+        };
+        if !served {
             return Err(ApiError::no_route());
         }
     }

@@ -13,7 +13,7 @@ use crate::{
         validation::{dns1123_label_errors, dns1123_subdomain_errors},
     },
     registry::{
-        resources::{compare_versions, Kind, Version},
+        resources::{compare_versions, Kind, ScalePaths, Version},
         semantics::meta_str,
     },
 };
@@ -159,6 +159,14 @@ pub fn kind_of(crd: &Value) -> Kind {
                     name: s(v, "/name").to_string(),
                     storage: v.get("storage").and_then(Value::as_bool).unwrap_or(false),
                     status: v.pointer("/subresources/status").is_some(),
+                    scale: v.pointer("/subresources/scale").map(|scale| ScalePaths {
+                        spec_replicas: s(scale, "/specReplicasPath").to_string(),
+                        status_replicas: s(scale, "/statusReplicasPath").to_string(),
+                        label_selector: scale
+                            .get("labelSelectorPath")
+                            .and_then(Value::as_str)
+                            .map(String::from),
+                    }),
                     schema: v.pointer("/schema/openAPIV3Schema").cloned(),
                     printer_columns: v
                         .get("additionalPrinterColumns")

@@ -3,7 +3,7 @@
 //!
 //! Inside, lowest first: `resources` (the kinds); the rules, as pure
 //! functions (`semantics`, `defaults`, `crd`, `schema`, `patch`, `apply`,
-//! `events`, `webhooks`);
+//! `events`, `webhooks`, `scale`);
 //! `rest` (what a request is, and the narrow traits controllers use);
 //! `generic` (the [`Api`](generic::Api): the verbs over the store).
 //!
@@ -18,6 +18,7 @@ pub mod generic;
 pub mod patch;
 pub mod resources;
 pub mod rest;
+pub mod scale;
 pub mod schema;
 pub mod semantics;
 pub mod webhooks;

@@ -28,6 +28,33 @@ pub struct Version {
     pub schema: Option<Value>,
     /// CRD `additionalPrinterColumns`, as given.
     pub printer_columns: Vec<Value>,
+    /// Where the `/scale` subresource reads and writes, when it exists.
+    pub scale: Option<ScalePaths>,
+}
+
+/// The fields behind a `/scale` subresource, as JSON paths with a leading
+/// dot (`.spec.replicas`), as a CRD's `subresources.scale` gives them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScalePaths {
+    /// The desired replicas (`specReplicasPath`).
+    pub spec_replicas: String,
+    /// The observed replicas (`statusReplicasPath`).
+    pub status_replicas: String,
+    /// The label selector (`labelSelectorPath`): for custom resources a
+    /// string field; for built-ins the `spec.selector` object.
+    pub label_selector: Option<String>,
+}
+
+impl ScalePaths {
+    /// The scale of the built-in workloads: `.spec.replicas`,
+    /// `.status.replicas` and `.spec.selector`.
+    pub fn workload() -> Self {
+        ScalePaths {
+            spec_replicas: ".spec.replicas".into(),
+            status_replicas: ".status.replicas".into(),
+            label_selector: Some(".spec.selector".into()),
+        }
+    }
 }
 
 /// A kind of object the server serves.
@@ -529,6 +556,12 @@ impl Resources {
                     status: item.status,
                     schema: None,
                     printer_columns: Vec::new(),
+                    scale: matches!(
+                        (item.group, item.plural),
+                        ("apps", "deployments" | "replicasets" | "statefulsets")
+                            | ("", "replicationcontrollers")
+                    )
+                    .then(ScalePaths::workload),
                 }],
                 field_labels: item.field_labels,
                 custom: false,

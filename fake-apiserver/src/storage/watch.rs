@@ -341,6 +341,12 @@ async fn run(
         }
     }
     let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
+    // kube-apiserver's watch cache also bookmarks 2 s before a watch's
+    // timeout, so that the client resumes from a fresh resourceVersion
+    // (none when the timeout is shorter than that).
+    let mut pre_timeout = deadline
+        .and_then(|d| d.checked_sub(PRE_TIMEOUT_BOOKMARK))
+        .filter(|at| *at > tokio::time::Instant::now());
     // Injected state: events held back, and events left before a cut.
     let mut held: Option<Vec<Bytes>> = None;
     let mut cut_after: Option<usize> = None;
@@ -450,11 +456,27 @@ async fn run(
                     return;
                 }
             }
+            _ = async {
+                    match pre_timeout {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                }, if spec.bookmarks && held.is_none() => {
+                pre_timeout = None;
+                let at = store.with_rv(|current| if feed.is_empty() { current } else { last });
+                if tx.send(spec.bookmark(at, false)).await.is_err() {
+                    return;
+                }
+            }
             _ = timeout => return,
             _ = tx.closed() => return,
         }
     }
 }
+
+/// How long before a watch's timeout its last bookmark goes out
+/// (kube-apiserver's watch cache: 2 s).
+const PRE_TIMEOUT_BOOKMARK: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {
@@ -522,6 +544,31 @@ mod tests {
                 ("MODIFIED".into(), "a".into())
             ]
         );
+    }
+
+    /// Regression test for issue 13: a watch with bookmarks and a timeout
+    /// gets a bookmark 2 s before the timeout (before the one-minute
+    /// heartbeat), then ends; without time for it, none.
+    #[tokio::test(start_paused = true)]
+    async fn a_bookmark_should_come_two_seconds_before_the_timeout() {
+        let (store, hub, key) = setup(100);
+        put(&store, "a", json!({}));
+        let with_timeout = |seconds| {
+            let mut s = spec(&key, Start::After(1), "");
+            s.bookmarks = true;
+            s.timeout = Some(Duration::from_secs(seconds));
+            s
+        };
+        let started = tokio::time::Instant::now();
+        let mut rx = start(store.clone(), hub.clone(), with_timeout(10));
+        let bookmark: Value = serde_json::from_slice(&rx.recv().await.unwrap()).unwrap();
+        assert_eq!(bookmark["type"], "BOOKMARK");
+        assert_eq!(bookmark["object"]["metadata"]["resourceVersion"], "1");
+        assert_eq!(started.elapsed(), Duration::from_secs(8));
+        assert!(rx.recv().await.is_none(), "then the watch times out");
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+        let mut rx = start(store.clone(), hub, with_timeout(1));
+        assert!(rx.recv().await.is_none(), "no bookmark in a 1 s watch");
     }
 
     #[tokio::test]

@@ -17,6 +17,7 @@ mod create;
 mod delete;
 mod lifecycle;
 mod read;
+mod scale;
 mod update;
 
 use std::{
