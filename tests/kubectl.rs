@@ -901,3 +901,28 @@ spec:
     assert!(out.contains("worker.example.com/w scaled"), "{out}");
     assert_eq!(c.json(&["get", "worker", "w"])["spec"]["size"], 3);
 }
+
+/// `kubectl auth can-i` and `kubectl auth whoami` are answered by the review
+/// APIs (issue 13): everything is allowed to the administrator, as in
+/// kube-apiserver's AlwaysAllow mode.
+#[test]
+fn kubectl_auth_should_ask_the_review_apis() {
+    let c = Cluster::start();
+    assert_eq!(
+        c.kubectl(&["auth", "can-i", "create", "configmaps"]).trim(),
+        "yes"
+    );
+    assert_eq!(
+        c.kubectl(&["auth", "can-i", "delete", "nodes", "--all-namespaces"])
+            .trim(),
+        "yes"
+    );
+    let whoami = c.kubectl(&["auth", "whoami"]);
+    assert!(whoami.contains("system:admin"), "{whoami}");
+    assert!(whoami.contains("system:masters"), "{whoami}");
+    let list = c.kubectl(&["auth", "can-i", "--list"]);
+    assert!(list.contains("*.*"), "{list}");
+    // Reviews are answered, not stored: there is nothing to get.
+    let out = c.output_stdin(&["get", "selfsubjectaccessreviews"], "");
+    assert!(!out.status.success());
+}

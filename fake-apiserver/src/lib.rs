@@ -36,6 +36,8 @@
 //! - [`storage`]: the versioned object store, selectors, the watch fan-out.
 //! - [`registry`]: the kinds, the rules of every write, and the verbs
 //!   ([`Api`](registry::generic::Api)).
+//! - [`auth`]: who a request is and what it may do (today: the
+//!   administrator, everything allowed), and the review APIs.
 //! - [`controllers`] (garbage collection), `admission` (webhooks),
 //!   [`testing`] (watch injection, fault rules, the journal).
 //! - [`endpoints`]: HTTP: routing, discovery, OpenAPI, bodies and answers
@@ -46,6 +48,7 @@
 
 mod admission;
 pub mod apimachinery;
+pub mod auth;
 pub mod controllers;
 pub mod endpoints;
 pub mod registry;

@@ -22,6 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["apimachinery"],
     &["storage"],
     &["registry"],
+    &["auth"],
     &["controllers", "admission", "testing"],
     &["endpoints"],
     &["server"],

@@ -107,7 +107,7 @@ pub(crate) fn resource_list(
             "singularName": kind.singular,
             "namespaced": kind.namespaced,
             "kind": kind.kind,
-            "verbs": VERBS,
+            "verbs": if kind.create_only { &["create"][..] } else { VERBS },
             "storageVersionHash": storage_version_hash(&kind),
         });
         if !kind.short_names.is_empty() {
@@ -159,7 +159,7 @@ fn aggregated_version(resources: &Resources, group: &str, version: &str) -> Valu
                 "responseKind": response_kind,
                 "scope": if kind.namespaced { "Namespaced" } else { "Cluster" },
                 "singularResource": kind.singular,
-                "verbs": VERBS,
+                "verbs": if kind.create_only { &["create"][..] } else { VERBS },
             });
             if !kind.short_names.is_empty() {
                 entry["shortNames"] = json!(kind.short_names);

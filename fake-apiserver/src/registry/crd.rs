@@ -197,6 +197,7 @@ pub fn kind_of(crd: &Value) -> Kind {
         versions,
         field_labels: &[],
         custom: true,
+        create_only: false,
         kind,
     }
 }

@@ -1,7 +1,8 @@
 //! The registry (kube's `registry`): which kinds exist, the rules of every
 //! write, and the verbs that apply them.
 //!
-//! Inside, lowest first: `resources` (the kinds); the rules, as pure
+//! Inside, lowest first: `builtins` (the table of built-in kinds) and
+//! `resources` (the kinds); the rules, as pure
 //! functions (`semantics`, `defaults`, `crd`, `schema`, `patch`, `apply`,
 //! `events`, `webhooks`, `scale`);
 //! `rest` (what a request is, and the narrow traits controllers use);
@@ -11,6 +12,7 @@
 //! `testing`, `endpoints` and `server`.
 
 pub mod apply;
+mod builtins;
 pub mod crd;
 pub mod defaults;
 mod events;
