@@ -28,7 +28,10 @@ use crate::{
         resource_key::{parse_resource, ResourceKey},
     },
     registry::rest::Target,
-    storage::{selector::LabelSelector, store::Store},
+    storage::{
+        selector::{format_label_selector, LabelSelector},
+        store::Store,
+    },
 };
 
 const MUTATING: &str = "mutatingwebhookconfigurations.admissionregistration.k8s.io";
@@ -110,36 +113,15 @@ fn webhooks(store: &Store, resource: &str) -> Vec<(String, Value)> {
 /// A `metav1.LabelSelector` as a selector; `None` (absent) matches all.
 fn selector(v: Option<&Value>) -> Option<LabelSelector> {
     let v = v.filter(|v| !v.is_null())?;
-    let mut parts = Vec::new();
-    if let Some(labels) = v.get("matchLabels").and_then(Value::as_object) {
-        for (k, val) in labels {
-            parts.push(format!("{k}={}", val.as_str().unwrap_or_default()));
-        }
-    }
-    for e in v
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-        let values: Vec<&str> = e
-            .get("values")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        parts.push(match e.get("operator").and_then(Value::as_str) {
-            Some("In") => format!("{key} in ({})", values.join(",")),
-            Some("NotIn") => format!("{key} notin ({})", values.join(",")),
-            Some("DoesNotExist") => format!("!{key}"),
-            _ => key.to_string(),
-        });
-    }
     // A malformed selector matches nothing rather than everything.
-    Some(LabelSelector::parse(&parts.join(",")).unwrap_or_else(|_| {
-        LabelSelector::parse("!kopf-rs.invalid/selector,kopf-rs.invalid/selector")
-            .unwrap_or_default()
-    }))
+    Some(
+        format_label_selector(v)
+            .and_then(|s| LabelSelector::parse(&s).ok())
+            .unwrap_or_else(|| {
+                LabelSelector::parse("!kopf-rs.invalid/selector,kopf-rs.invalid/selector")
+                    .unwrap_or_default()
+            }),
+    )
 }
 
 fn labels_of(obj: Option<&Value>) -> impl Fn(&str) -> Option<String> + '_ {

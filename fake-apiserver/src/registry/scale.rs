@@ -4,7 +4,10 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::{apimachinery::errors::Cause, registry::resources::ScalePaths};
+use crate::{
+    apimachinery::errors::Cause, registry::resources::ScalePaths,
+    storage::selector::format_label_selector,
+};
 
 /// The value at a scale path (`.spec.replicas`).
 fn at<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
@@ -20,41 +23,11 @@ fn selector_string(selector: &Value) -> String {
     let Some(map) = selector.as_object() else {
         return selector.as_str().unwrap_or_default().to_string();
     };
-    let structured = map.contains_key("matchLabels") || map.contains_key("matchExpressions");
-    let labels = if structured {
-        map.get("matchLabels").and_then(Value::as_object)
+    if map.contains_key("matchLabels") || map.contains_key("matchExpressions") {
+        format_label_selector(selector).unwrap_or_default()
     } else {
-        Some(map)
-    };
-    let mut parts: Vec<String> = labels
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-        .collect();
-    for e in map
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-        let values: Vec<&str> = e
-            .get("values")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        parts.push(match e.get("operator").and_then(Value::as_str) {
-            Some("In") => format!("{key} in ({})", values.join(",")),
-            Some("NotIn") => format!("{key} notin ({})", values.join(",")),
-            Some("Exists") => key.to_string(),
-            Some("DoesNotExist") => format!("!{key}"),
-            _ => continue,
-        });
+        format_label_selector(&json!({"matchLabels": map})).unwrap_or_default()
     }
-    parts.sort();
-    parts.join(",")
 }
 
 /// The Scale of `obj`. `default_replicas` is what an absent desired count

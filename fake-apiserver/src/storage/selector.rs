@@ -27,6 +27,43 @@ enum Req {
     Lt(String, i64),
 }
 
+/// The string form of a `metav1.LabelSelector` object (`matchLabels` and
+/// `matchExpressions`), requirements sorted, as kube's `FormatLabelSelector`
+/// writes it: `app=web,tier in (a,b)`. `None` for an unknown operator.
+pub fn format_label_selector(selector: &Value) -> Option<String> {
+    let mut parts: Vec<String> = selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    for e in selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
+        let values: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        parts.push(match e.get("operator").and_then(Value::as_str) {
+            Some("In") => format!("{key} in ({})", values.join(",")),
+            Some("NotIn") => format!("{key} notin ({})", values.join(",")),
+            Some("Exists") => key.to_string(),
+            Some("DoesNotExist") => format!("!{key}"),
+            _ => return None,
+        });
+    }
+    parts.sort();
+    Some(parts.join(","))
+}
+
 /// A parsed label selector; empty matches everything.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LabelSelector(Vec<Req>);
