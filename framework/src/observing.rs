@@ -103,6 +103,11 @@ impl Observer {
         r
     }
 
+    /// How many changes the observer has seen (a counter to compare).
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
     /// A handle to wait for the next change (for embedders that wait until
     /// the operator is quiet without polling).
     pub fn changes(&self) -> Changes {

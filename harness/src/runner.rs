@@ -22,6 +22,10 @@ type Running = (
 /// Builds the operator (again, on `restart`).
 pub type OperatorFactory = Arc<dyn Fn() -> Operator + Send + Sync>;
 
+/// How long, in virtual time, the operator may show no change while work
+/// is pending before `settle` stops stepping and waits for its next change.
+const STUCK_AFTER: Duration = Duration::from_secs(1);
+
 /// An operator under test.
 ///
 /// ```no_run
@@ -165,8 +169,10 @@ impl KopfRunner {
     /// delayed handler due (delays are waited out: a 60-second backoff costs
     /// nothing under a paused clock).
     ///
-    /// It waits for the operator's changes rather than polling, so a stuck
-    /// operator is reported as soon as the paused clock reaches the budget.
+    /// It looks again every millisecond of virtual time while the operator
+    /// works; after a second of virtual time with no change it waits for
+    /// the next change instead, so a stuck operator is reported as soon as
+    /// the paused clock reaches the budget.
     ///
     /// # Errors
     /// A [`SettleError`] reporting what is still pending, and why, when the
@@ -177,6 +183,8 @@ impl KopfRunner {
         let wall = std::time::Instant::now();
         let deadline = start + self.budget;
         let mut changes = self.observer.changes();
+        let mut last_generation = self.observer.generation();
+        let mut still_since = start;
         loop {
             // Let every ready task run before looking.
             for _ in 0..3 {
@@ -203,10 +211,7 @@ impl KopfRunner {
                     Some(at) if at <= deadline => {
                         // At least a millisecond, so that paused time moves on.
                         let at = at.max(tokio::time::Instant::now() + Duration::from_millis(1));
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(at) => {}
-                            _ = changes.changed() => {}
-                        }
+                        tokio::time::sleep_until(at).await;
                         continue;
                     }
                     Some(_) => {}
@@ -231,15 +236,28 @@ impl KopfRunner {
                     wall_clock: out_of_wall_time,
                 });
             }
-            // Wait for the operator to change something. A remote cluster's
-            // server moves on without telling the observer: look again soon.
-            let poll = if self.cluster.is_fake() {
+            // Look again in a millisecond of virtual time, as the operator's
+            // work moves on (the steps keep a run deterministic: time never
+            // jumps past work in progress); or at its next change. Once
+            // nothing has changed for a whole second of virtual time, the
+            // operator is stuck: wait for a change or the budget's end, so
+            // that giving up costs no wall time. A remote cluster's server
+            // moves on without telling the observer: look again soon there.
+            let generation = self.observer.generation();
+            if generation != last_generation {
+                last_generation = generation;
+                still_since = tokio::time::Instant::now();
+            }
+            let stuck = still_since.elapsed() >= STUCK_AFTER;
+            let poll = if !self.cluster.is_fake() {
+                tokio::time::Instant::now() + Duration::from_millis(20)
+            } else if stuck {
                 deadline
             } else {
-                tokio::time::Instant::now() + Duration::from_millis(20)
+                tokio::time::Instant::now() + Duration::from_millis(1)
             };
             tokio::select! {
-                _ = changes.changed() => {}
+                _ = changes.changed(), if stuck => {}
                 _ = tokio::time::sleep_until(poll.min(deadline)) => {}
             }
         }
