@@ -238,10 +238,10 @@ impl KopfRunner {
             }
             // Look again in a millisecond of virtual time, as the operator's
             // work moves on (the steps keep a run deterministic: time never
-            // jumps past work in progress); or at its next change. Once
-            // nothing has changed for a whole second of virtual time, the
-            // operator is stuck: wait for a change or the budget's end, so
-            // that giving up costs no wall time. A remote cluster's server
+            // jumps past work in progress). Once nothing has changed for a
+            // whole second of virtual time, the operator is stuck: wait for
+            // its next change or the budget's end, so that giving up costs
+            // no wall time. A remote cluster's server
             // moves on without telling the observer: look again soon there.
             let generation = self.observer.generation();
             if generation != last_generation {
