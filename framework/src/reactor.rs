@@ -476,11 +476,11 @@ async fn worker(
         // An older version than one already handled is a stale event: skip it.
         if let Some(newest) = &newest {
             if !reached(rv_of(&body), newest) {
-                let note = format!(
-                    "skipped rv {} as stale (rv {newest} was handled)",
-                    rv_of(&body).unwrap_or("?")
-                );
-                shared.observe(|o| o.done(observed, wake, note));
+                shared.observe(|o| {
+                    let seen = rv_of(&body).unwrap_or("?");
+                    let note = format!("skipped rv {seen} as stale (rv {newest} was handled)");
+                    o.done(observed, wake, note);
+                });
                 continue;
             }
         }
@@ -489,11 +489,13 @@ async fn worker(
         }
         if let Some((expected, deadline)) = &awaiting {
             if !reached(rv_of(&body), expected) && tokio::time::Instant::now() < *deadline {
-                let note = format!(
-                    "waits for its own patch (rv {expected}) in the watch; has seen rv {}",
-                    rv_of(&body).unwrap_or("?")
-                );
-                shared.observe(|o| o.done(observed, wake, note));
+                shared.observe(|o| {
+                    let seen = rv_of(&body).unwrap_or("?");
+                    let note = format!(
+                        "waits for its own patch (rv {expected}) in the watch; has seen rv {seen}"
+                    );
+                    o.done(observed, wake, note);
+                });
                 continue;
             }
             awaiting = None;
@@ -532,17 +534,18 @@ async fn worker(
             retry.remove(&["metadata", "resourceVersion"]);
             match Box::pin(apply(&shared, &namespace, &name, retry.clone())).await {
                 Ok(rv) => {
-                    let note = format!(
-                        "wrote a patch that had failed before; now at rv {}",
-                        rv.as_deref().unwrap_or("?")
-                    );
                     if let Some(rv) = rv {
                         awaiting = Some((
                             rv,
                             tokio::time::Instant::now() + shared.settings.batching.patch_wait,
                         ));
                     }
-                    shared.observe(|o| o.done(observed, wake, note));
+                    shared.observe(|o| {
+                        let now_at = awaiting.as_ref().map_or("?", |(rv, _)| rv.as_str());
+                        let note =
+                            format!("wrote a patch that had failed before; now at rv {now_at}");
+                        o.done(observed, wake, note);
+                    });
                     continue;
                 }
                 Err(Failure::Gone) => return,
@@ -555,8 +558,9 @@ async fn worker(
                             .error_throttle
                             .min(std::time::Duration::from_secs(1));
                     wake = Some(wake.map_or(throttle, |w| w.min(throttle)));
-                    let note = "retrying a patch that failed again".to_string();
-                    shared.observe(|o| o.done(observed, wake, note));
+                    shared.observe(|o| {
+                        o.done(observed, wake, "retrying a patch that failed again".into());
+                    });
                     continue;
                 }
             }
@@ -596,29 +600,25 @@ async fn worker(
         wake = decision
             .delay
             .and_then(|d| tokio::time::Instant::now().checked_add(d));
-        let handled = format!("handled rv {}", rv_of(&body).unwrap_or("?"));
+        // What the worker did, for observers (formatted only for them).
+        let handled = || format!("handled rv {}", rv_of(&body).unwrap_or("?"));
         if decision.patch.is_empty() {
-            let note = format!("{handled}; nothing to write");
-            shared.observe(|o| o.done(observed, wake, note));
+            shared.observe(|o| o.done(observed, wake, format!("{}; nothing to write", handled())));
             continue;
         }
         // Kept until written: if the write fails, it is retried as is, so a
         // handler that succeeded is not invoked again for the same change.
         pending = Some(decision.patch.clone());
-        let note;
+        let mut failed = None;
         match Box::pin(apply(&shared, &namespace, &name, decision.patch)).await {
             Ok(Some(rv)) => {
                 pending = None;
-                note = format!("{handled}; patched it to rv {rv}, to be seen in the watch");
                 awaiting = Some((
                     rv,
                     tokio::time::Instant::now() + settings.batching.patch_wait,
                 ));
             }
-            Ok(None) => {
-                pending = None;
-                note = format!("{handled}; patched it");
-            }
+            Ok(None) => pending = None,
             Err(Failure::Gone) => return,
             Err(Failure::Conflict) => {
                 // The object changed in between, or the server refused for now:
@@ -628,16 +628,23 @@ async fn worker(
                     "[{namespace}/{name}] Patching conflicted; will retry with the newer version."
                 );
                 wake = Some(tokio::time::Instant::now());
-                note = format!("{handled}; its patch conflicted (409), to be retried");
+                failed = Some("conflicted (409)".to_string());
             }
             Err(Failure::Other(e)) => {
                 tracing::error!("[{namespace}/{name}] Patching failed: {e}");
-                note = format!("{handled}; its patch failed, to be retried: {e}");
+                failed = Some(format!("failed: {e}"));
                 let throttle = tokio::time::Instant::now() + settings.execution.error_throttle;
                 wake = Some(wake.map_or(throttle, |w| w.min(throttle)));
             }
         }
-        shared.observe(|o| o.done(observed, wake, note));
+        shared.observe(|o| {
+            let did = match (&failed, &awaiting) {
+                (Some(why), _) => format!("its patch {why}, to be retried"),
+                (None, Some((rv, _))) => format!("patched it to rv {rv}, to be seen in the watch"),
+                (None, None) => "patched it".into(),
+            };
+            o.done(observed, wake, format!("{}; {did}", handled()));
+        });
     }
 }
 

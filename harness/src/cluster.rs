@@ -220,7 +220,7 @@ impl Cluster {
                     if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
                         meta.remove("resourceVersion");
                     }
-                    merge_patch(server, &t, &patch)?;
+                    merge_patch(server, &t, &patch, Endpoint::Main)?;
                 }
                 Err(e) => return Err(HarnessError::Refused(e.to_string())),
             }
@@ -330,16 +330,7 @@ impl Cluster {
         } else {
             Endpoint::Main
         };
-        let reply = server
-            .api()
-            .patch(
-                &t,
-                PatchType::Merge,
-                patch.to_string().as_bytes(),
-                endpoint,
-                false,
-            )
-            .map_err(|e| HarnessError::Refused(e.to_string()))?;
+        let reply = merge_patch(server, &t, patch, endpoint)?;
         serde_json::from_slice(&reply.body).map_err(|e| HarnessError::Refused(e.to_string()))
     }
 
@@ -419,11 +410,13 @@ impl Cluster {
     }
 }
 
-/// A merge patch of the fake's object, as the test's own write.
+/// A merge patch of the fake's object (or its `/status`), as the test's
+/// own write.
 fn merge_patch(
     server: &FakeApiServer,
     t: &Target,
     patch: &Value,
+    endpoint: Endpoint,
 ) -> Result<fake_apiserver::registry::rest::Reply, HarnessError> {
     server
         .api()
@@ -431,7 +424,7 @@ fn merge_patch(
             t,
             PatchType::Merge,
             patch.to_string().as_bytes(),
-            Endpoint::Main,
+            endpoint,
             false,
         )
         .map_err(|e| HarnessError::Refused(e.to_string()))

@@ -17,6 +17,7 @@ use crate::{
         table, ApiService, Dropped,
     },
     registry::{
+        generic::Api,
         patch::{self, PatchType},
         rest::{parse_rv, Reply, Target},
         semantics::Endpoint,
@@ -155,12 +156,7 @@ impl ApiService {
             return Err(ApiError::method_not_allowed());
         }
         let mut review = decode_object(body, &header_of(parts, header::CONTENT_TYPE))?;
-        if let Some(obj) = review.as_object_mut() {
-            obj.entry("kind")
-                .or_insert_with(|| Value::from(t.kind.kind.as_str()));
-            obj.entry("apiVersion")
-                .or_insert_with(|| Value::from(t.kind.api_version(&t.version)));
-        }
+        Api::default_body_kind(t, &mut review);
         let answered = crate::auth::reviews::answer(
             t.kind.plural(),
             &t.namespace,

@@ -35,7 +35,7 @@ impl Api {
     /// `kubernetes` send none); custom resources are decoded as
     /// unstructured objects and must carry both. A value given and wrong
     /// stays an error ([`Api::check_body_kind`]).
-    pub(super) fn default_body_kind(t: &Target, body: &mut Value) {
+    pub(crate) fn default_body_kind(t: &Target, body: &mut Value) {
         if t.kind.custom {
             return;
         }
