@@ -101,6 +101,13 @@ impl Builder {
         self
     }
 
+    /// Whether deleting a pod bound to a node waits out its grace period
+    /// (on by default with the simulated kubelet, which ends it).
+    pub fn graceful_pods(mut self, graceful: bool) -> Self {
+        self.settings.graceful_pods = graceful;
+        self
+    }
+
     /// Serves the control API (`/_fake/v1/...`), optionally behind a bearer
     /// token. [`FakeApiServer::serve`] refuses a non-loopback address with
     /// the control API on and no token.

@@ -66,6 +66,13 @@ pub(super) fn delete_options(body: &[u8], q: &Query) -> Result<DeleteOptions, Ap
     if let Some(p) = s("/propagationPolicy") {
         opts.propagation = Some(p);
     }
+    if let Some(grace) = v.get("gracePeriodSeconds").filter(|g| !g.is_null()) {
+        opts.grace_period = Some(grace.as_i64().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "json: cannot unmarshal {grace} into Go struct field DeleteOptions.gracePeriodSeconds of type int64"
+            ))
+        })?);
+    }
     if let Some(dry) = v.get("dryRun").and_then(Value::as_array) {
         for d in dry {
             match d.as_str() {

@@ -137,6 +137,21 @@ pub(crate) fn resource_list(
                 "verbs": STATUS_VERBS,
             }));
         }
+        for action in kind.actions() {
+            let (group, version, posted) = action.posts;
+            let mut entry = json!({
+                "name": format!("{}/{}", kind.plural(), action.name),
+                "singularName": "",
+                "namespaced": kind.namespaced,
+                "kind": posted,
+                "verbs": ["create"],
+            });
+            if !group.is_empty() {
+                entry["group"] = json!(group);
+                entry["version"] = json!(version);
+            }
+            list.push(entry);
+        }
     }
     let group_version = if group.is_empty() {
         version.to_string()
@@ -180,6 +195,14 @@ fn aggregated_version(resources: &Resources, group: &str, version: &str) -> Valu
                     "subresource": "scale",
                     "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
                     "verbs": STATUS_VERBS,
+                }));
+            }
+            for action in kind.actions() {
+                let (group, version, posted) = action.posts;
+                subresources.push(json!({
+                    "subresource": action.name,
+                    "responseKind": {"group": group, "version": version, "kind": posted},
+                    "verbs": ["create"],
                 }));
             }
             if !subresources.is_empty() {

@@ -41,10 +41,25 @@ impl ApiService {
         sub: Option<String>,
         mut entry: Option<&mut Record>,
     ) -> Result<Answer, Dropped> {
-        let q = match parse_query(query, t.kind.field_labels) {
+        let mut q = match parse_query(query, t.kind.field_labels) {
             Ok(q) => q,
             Err(e) => return Ok(Answer::Error(e)),
         };
+        // Without a fieldManager, a write is managed by its client's name:
+        // the User-Agent up to the first '/' (apply must name one).
+        let applying =
+            header_of(parts, header::CONTENT_TYPE).starts_with("application/apply-patch");
+        if q.field_manager.is_none() && !applying {
+            let agent = header_of(parts, header::USER_AGENT);
+            let name: String = agent
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(128)
+                .collect();
+            q.field_manager = Some(name).filter(|m| !m.is_empty());
+        }
         if let Some(accept) = parts.headers.get(header::ACCEPT) {
             let served = served_media_types(&t);
             if !acceptable(accept.to_str().unwrap_or_default(), served) {
@@ -98,6 +113,9 @@ impl ApiService {
             self.review(parts, &body, &t).unwrap_or_else(Answer::Error)
         } else if sub.as_deref() == Some("scale") {
             self.scale(parts, &q, &body, &t)
+                .unwrap_or_else(Answer::Error)
+        } else if sub.as_deref() == Some("binding") {
+            self.binding(parts, &q, &body, &t)
                 .unwrap_or_else(Answer::Error)
         } else if admitted {
             self.admitted(parts, &q, body, &t, sub.as_deref())
@@ -170,6 +188,21 @@ impl ApiService {
             body: answered.to_string().into(),
             unknown_fields: Vec::new(),
         }))
+    }
+
+    /// `pods/NAME/binding`: POST a Binding.
+    fn binding(
+        &self,
+        parts: &http::request::Parts,
+        q: &Query,
+        body: &Bytes,
+        t: &Target,
+    ) -> Result<Answer, ApiError> {
+        if parts.method != Method::POST {
+            return Err(ApiError::method_not_allowed());
+        }
+        let binding = decode_object(body, &header_of(parts, header::CONTENT_TYPE))?;
+        Ok(Answer::reply(self.shared.api.bind(t, &binding, q.dry_run)?))
     }
 
     /// `/scale`: GET, PUT or PATCH an `autoscaling/v1` Scale.

@@ -84,7 +84,7 @@ fn resource(
         let served = match sub.as_str() {
             "status" => kind.has_status(version),
             "scale" => kind.version(version).is_some_and(|v| v.scale.is_some()),
-            _ => false,
+            other => kind.actions().iter().any(|a| a.name == other),
         };
         if !served {
             return Err(ApiError::no_route());
@@ -183,7 +183,14 @@ pub(crate) fn parse_query(query: &str, field_labels: &[&str]) -> Result<Query, A
                     )))
                 }
             },
-            // Accepted and not needed here: pretty printing, grace periods.
+            "gracePeriodSeconds" => {
+                q.delete.grace_period = Some(value.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "failed to parse gracePeriodSeconds: strconv.ParseInt: parsing {value:?}: invalid syntax"
+                    ))
+                })?)
+            }
+            // Accepted and not needed here: pretty printing.
             _ => {}
         }
     }

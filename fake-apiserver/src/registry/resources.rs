@@ -318,6 +318,30 @@ pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
         .then(rb.3.cmp(&ra.3))
 }
 
+/// A subresource written with `create` only (a POST of another kind).
+#[derive(Clone, Copy, Debug)]
+pub struct Action {
+    /// The subresource's name (`binding`).
+    pub name: &'static str,
+    /// The kind posted: (group, version, kind).
+    pub posts: (&'static str, &'static str, &'static str),
+}
+
+impl Kind {
+    /// The create-only subresources of this kind (`pods/binding`).
+    pub fn actions(&self) -> &'static [Action] {
+        const POD_ACTIONS: &[Action] = &[Action {
+            name: "binding",
+            posts: ("", "v1", "Binding"),
+        }];
+        if !self.custom && self.key.group.is_empty() && self.key.plural == "pods" {
+            POD_ACTIONS
+        } else {
+            &[]
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,6 +68,9 @@ pub struct DeleteOptions {
     pub propagation: Option<String>,
     /// `dryRun=All`.
     pub dry_run: bool,
+    /// `gracePeriodSeconds` (pods: how long the kubelet may take to stop
+    /// the containers; negative counts as one second, as in kube).
+    pub grace_period: Option<i64>,
 }
 
 /// A successful answer: status code and JSON body.

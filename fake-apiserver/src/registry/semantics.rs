@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     apimachinery::{
+        clock::format_time,
         errors::{ApiError, Cause},
         validation::{
             dns1035_label_errors, dns1123_label_errors, dns1123_subdomain_errors,
@@ -255,8 +256,10 @@ fn builtin_defaults(kind: &Kind, obj: &mut Value) {
             obj["status"] = serde_json::json!({"phase": "Active"});
         }
         ("", "pods") => {
-            obj["status"] = serde_json::json!({"phase": "Pending", "qosClass": "BestEffort"});
+            let qos = qos_class(&obj["spec"]);
+            obj["status"] = serde_json::json!({"phase": "Pending", "qosClass": qos});
         }
+        ("batch", "jobs") => job_selector(obj),
         _ => {}
     }
 }
@@ -445,6 +448,152 @@ fn spec_changed(kind: &Kind, version: &str, old: &Value, new: &Value) -> bool {
             .unwrap_or_default()
     };
     relevant(old) != relevant(new)
+}
+
+/// A pod's quality-of-service class: `Guaranteed` when every container
+/// limits CPU and memory and requests the same (requests default to
+/// limits), `BestEffort` when none requests or limits anything, and
+/// `Burstable` otherwise.
+pub fn qos_class(spec: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|k| spec.get(*k).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let resources = |c: &Value, what: &str| -> Map<String, Value> {
+        c.pointer(&format!("/resources/{what}"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut any = false;
+    let mut guaranteed = !containers.is_empty();
+    for c in containers {
+        let (requests, limits) = (resources(c, "requests"), resources(c, "limits"));
+        any |= !requests.is_empty() || !limits.is_empty();
+        for r in ["cpu", "memory"] {
+            let limit = limits.get(r);
+            let request = requests.get(r).or(limit);
+            guaranteed &= limit.is_some() && request == limit;
+        }
+        guaranteed &= requests.keys().all(|k| limits.get(k) == requests.get(k));
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
+/// A Job's generated selector (unless `manualSelector`): its pods are
+/// labelled with the Job's uid and name, and selected by the uid.
+fn job_selector(obj: &mut Value) {
+    if obj.pointer("/spec/manualSelector") == Some(&Value::Bool(true)) {
+        return;
+    }
+    let uid = meta_str(obj, "uid").unwrap_or_default().to_string();
+    let name = meta_str(obj, "name").unwrap_or_default().to_string();
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let template = spec
+        .entry("template")
+        .or_insert_with(|| serde_json::json!({}));
+    if !template["metadata"].is_object() {
+        template["metadata"] = serde_json::json!({});
+    }
+    if !template["metadata"]["labels"].is_object() {
+        template["metadata"]["labels"] = serde_json::json!({});
+    }
+    let labels = &mut template["metadata"]["labels"];
+    for (key, value) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        labels[key] = Value::String(value.clone());
+    }
+    spec.insert(
+        "selector".into(),
+        serde_json::json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
+}
+
+/// Sets a condition in `status.conditions` by its `type`, as kube's
+/// `UpdatePodCondition`: `lastTransitionTime` is `now` when the condition
+/// is new or its status changed, and kept otherwise.
+pub fn set_condition(obj: &mut Value, mut condition: Value, now: &str) {
+    if !obj["status"].is_object() {
+        obj["status"] = Value::Object(Map::new());
+    }
+    if !obj["status"]["conditions"].is_array() {
+        obj["status"]["conditions"] = Value::Array(Vec::new());
+    }
+    let Some(list) = obj["status"]["conditions"].as_array_mut() else {
+        return;
+    };
+    let existing = list.iter_mut().find(|c| c["type"] == condition["type"]);
+    let transition = match &existing {
+        Some(old) if old["status"] == condition["status"] => old["lastTransitionTime"].clone(),
+        _ => Value::String(now.into()),
+    };
+    condition["lastTransitionTime"] = transition;
+    match existing {
+        Some(old) => *old = condition,
+        None => list.push(condition),
+    }
+}
+
+/// How long a pod being deleted may take to stop (kube's pod strategy):
+/// the request's `gracePeriodSeconds`, else the pod's
+/// `terminationGracePeriodSeconds`; none for a pod on no node or one that
+/// has finished; a negative period counts as one second.
+pub fn pod_grace_period(pod: &Value, requested: Option<i64>) -> i64 {
+    let period = requested
+        .or_else(|| {
+            pod.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
+        .unwrap_or(0);
+    let bound = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    match period {
+        _ if !bound || finished => 0,
+        p if p < 0 => 1,
+        p => p,
+    }
+}
+
+/// Marks `obj` as being deleted within `grace` seconds of `now`; a later
+/// request may only shorten the period, as kube's `BeforeDelete`.
+pub fn mark_deleting_gracefully(obj: &mut Value, now: jiff::Timestamp, grace: i64) {
+    let meta = meta_mut(obj);
+    let current = meta
+        .get("deletionGracePeriodSeconds")
+        .and_then(Value::as_i64);
+    let deleting = meta.get("deletionTimestamp").is_some_and(|t| !t.is_null());
+    if deleting && current.is_some_and(|c| c <= grace) {
+        return;
+    }
+    if !deleting {
+        if let Some(g) = meta.get("generation").and_then(Value::as_i64) {
+            if g > 0 {
+                meta.insert("generation".into(), Value::from(g + 1));
+            }
+        }
+    }
+    let at = now
+        .checked_add(jiff::SignedDuration::from_secs(grace))
+        .unwrap_or(now);
+    meta.insert("deletionTimestamp".into(), Value::String(format_time(at)));
+    meta.insert("deletionGracePeriodSeconds".into(), Value::from(grace));
 }
 
 /// Marks `obj` as being deleted: `deletionTimestamp`, a zero grace period, and

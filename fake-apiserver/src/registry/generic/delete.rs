@@ -87,6 +87,12 @@ impl Api {
                 }
             }
             let mut blocking = !semantics::finalizers(&obj).is_empty() || has_spec_finalizers(&t.kind, &obj);
+            let grace = if self.graceful_pods && t.kind.key.group.is_empty() && t.kind.key.plural == "pods" {
+                semantics::pod_grace_period(&obj, opts.grace_period)
+            } else {
+                0
+            };
+            blocking |= grace > 0;
             // Foreground and Orphan deletions wait for the collector.
             let gc_finalizer = match opts.propagation.as_deref() {
                 Some("Foreground") => Some(semantics::FOREGROUND),
@@ -120,7 +126,11 @@ impl Api {
                 removed = true;
                 return Ok(Change::Delete);
             }
-            semantics::mark_deleting(&mut obj, &now);
+            if grace > 0 {
+                semantics::mark_deleting_gracefully(&mut obj, self.clock.now(), grace);
+            } else {
+                semantics::mark_deleting(&mut obj, &now);
+            }
             if is_namespace(&t.kind) {
                 obj["status"]["phase"] = json!("Terminating");
             }

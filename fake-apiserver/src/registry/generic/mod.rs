@@ -12,6 +12,7 @@
 //! Controllers (`controllers`) are reached through `rest`'s
 //! [`Controller`] trait and see this `Api` as [`Objects`].
 
+mod binding;
 mod checks;
 mod create;
 mod delete;
@@ -67,6 +68,9 @@ pub struct Settings {
     pub clock: Clock,
     /// How often watches with `allowWatchBookmarks` get a BOOKMARK.
     pub bookmark_interval: Duration,
+    /// Whether deleting a pod bound to a node gives it a grace period (set
+    /// when a kubelet is simulated to end it; without one, pods go at once).
+    pub graceful_pods: bool,
 }
 
 impl Default for Settings {
@@ -76,6 +80,7 @@ impl Default for Settings {
             seed: 0x6b6f_7066,
             clock: Clock::System,
             bookmark_interval: Duration::from_secs(60),
+            graceful_pods: false,
         }
     }
 }
@@ -91,6 +96,7 @@ pub struct Api {
     /// Time source.
     pub clock: Clock,
     bookmark_interval: Duration,
+    graceful_pods: bool,
     /// Whether any object with owner references was written (the garbage
     /// collector looks for dependents only then).
     owned: AtomicBool,
@@ -131,6 +137,7 @@ impl Api {
             hub,
             clock: settings.clock,
             bookmark_interval: settings.bookmark_interval,
+            graceful_pods: settings.graceful_pods,
             owned: Default::default(),
             controllers,
         };

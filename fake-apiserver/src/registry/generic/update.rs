@@ -263,7 +263,9 @@ impl Api {
             if semantics::has_owners(&new) {
                 self.owned.store(true, Ordering::Relaxed);
             }
-            if semantics::is_deleting(&new) && semantics::finalizers(&new).is_empty() && !has_spec_finalizers(&t.kind, &new) {
+            // Once nothing holds it and no grace period runs, it goes.
+            let graceful = new.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0;
+            if semantics::is_deleting(&new) && !graceful && semantics::finalizers(&new).is_empty() && !has_spec_finalizers(&t.kind, &new) {
                 removed = true;
                 return Ok(Change::Delete);
             }

@@ -2,7 +2,12 @@
 //! fills in on every create and update (the `SetDefaults_*` functions, and
 //! conversions that fold one field into another, as a Secret's
 //! `stringData` into `data`). One small function per kind, found in a
-//! table; kinds without one are stored as sent.
+//! table; kinds without one are stored as sent. Pods and the workloads
+//! with a pod template are in `workloads`.
+
+mod workloads;
+
+pub use workloads::{image_pull_policy, pod_spec};
 
 use base64::Engine;
 use serde_json::{Map, Value};
@@ -15,6 +20,14 @@ type Defaulter = fn(&mut Value);
 /// The defaulted kinds: (group, plural, defaulter).
 const DEFAULTERS: &[(&str, &str, Defaulter)] = &[
     ("", "secrets", secret),
+    ("", "pods", workloads::pod),
+    ("", "replicationcontrollers", workloads::replica_set),
+    ("apps", "deployments", workloads::deployment),
+    ("apps", "replicasets", workloads::replica_set),
+    ("apps", "statefulsets", workloads::stateful_set),
+    ("apps", "daemonsets", workloads::daemon_set),
+    ("batch", "jobs", workloads::job),
+    ("batch", "cronjobs", workloads::cron_job),
     (
         "admissionregistration.k8s.io",
         "mutatingwebhookconfigurations",
