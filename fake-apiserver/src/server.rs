@@ -19,7 +19,7 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use crate::{
     admission::webhooks::Admission,
     apimachinery::{clock::Clock, errors::ApiError},
-    controllers::gc::GarbageCollector,
+    controllers::{self, gc::GarbageCollector, selection::Selection, stages::Stages, Simulation},
     endpoints::{self, ApiService, ControlSettings, Shared},
     registry::{
         generic::{Api, Settings},
@@ -68,11 +68,27 @@ pub enum LoadError {
 }
 
 /// Builds a [`FakeApiServer`] with non-default settings.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Builder {
     settings: Settings,
     control: ControlSettings,
     journal_limit: Option<usize>,
+    controllers: Selection,
+    nodes: usize,
+    stages: Stages,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            settings: Settings::default(),
+            control: ControlSettings::default(),
+            journal_limit: None,
+            controllers: Selection::none(),
+            nodes: 1,
+            stages: Stages::default(),
+        }
+    }
 }
 
 impl Builder {
@@ -122,13 +138,44 @@ impl Builder {
         self
     }
 
-    /// Builds the server: built-in kinds and the four standard namespaces.
-    pub fn build(self) -> FakeApiServer {
+    /// Which controllers of the simulated cluster run (default: none, a
+    /// pure store; [`Selection::all`] for every one, as `--controllers=*`).
+    /// They run on the tokio runtime [`Builder::build`] is called in.
+    pub fn controllers(mut self, selection: Selection) -> Self {
+        self.controllers = selection;
+        self
+    }
+
+    /// How many nodes the simulated cluster has (default 1; only with the
+    /// `nodelifecycle` controller).
+    pub fn nodes(mut self, nodes: usize) -> Self {
+        self.nodes = nodes;
+        self
+    }
+
+    /// How simulated pods behave (the stages file).
+    pub fn stages(mut self, stages: Stages) -> Self {
+        self.stages = stages;
+        self
+    }
+
+    /// Builds the server: built-in kinds and the four standard namespaces;
+    /// and starts the simulated cluster's controllers, if any, on the
+    /// current tokio runtime (none outside of one: a warning is logged).
+    pub fn build(mut self) -> FakeApiServer {
         let seed = self.settings.seed;
-        let api = Arc::new(Api::with_controllers(
-            self.settings,
-            vec![Arc::new(GarbageCollector)],
-        ));
+        let clock = self.settings.clock.clone();
+        let selection = self.controllers.clone();
+        if selection.runs(controllers::selection::Ctl::Kubelet) {
+            self.settings.graceful_pods = true;
+        }
+        let collectors: Vec<Arc<dyn crate::registry::rest::Controller>> =
+            if selection.collects_garbage() {
+                vec![Arc::new(GarbageCollector)]
+            } else {
+                Vec::new()
+            };
+        let api = Arc::new(Api::with_controllers(self.settings, collectors));
         let shared = Shared {
             admission: Admission::default(),
             injector: Arc::new(Injector::new(api.clone(), seed)),
@@ -136,10 +183,46 @@ impl Builder {
             api,
             control: self.control,
         };
-        FakeApiServer {
-            shared: Arc::new(shared),
-        }
+        let shared = Arc::new(shared);
+        let simulation = if !selection.any() {
+            None
+        } else if tokio::runtime::Handle::try_current().is_err() {
+            tracing::warn!("the simulated cluster's controllers need a tokio runtime: build the server inside one");
+            None
+        } else {
+            let for_clients = shared.clone();
+            let factory: controllers::ClientFactory = Arc::new(move |agent: &str| {
+                agent_client(ApiService::new(for_clients.clone(), "127.0.0.1:0"), agent)
+            });
+            let objects: Arc<dyn crate::registry::rest::Objects + Send + Sync> = shared.api.clone();
+            Some(controllers::start(
+                objects,
+                factory,
+                clock,
+                controllers::Settings {
+                    selection,
+                    nodes: self.nodes,
+                    seed,
+                    stages: self.stages,
+                },
+            ))
+        };
+        FakeApiServer { shared, simulation }
     }
+}
+
+/// A client of the service that sends `agent` as its User-Agent.
+fn agent_client(service: ApiService, agent: &str) -> kube::Client {
+    let agent = http::HeaderValue::from_str(agent)
+        .unwrap_or_else(|_| http::HeaderValue::from_static("fake-apiserver"));
+    let service = tower::ServiceBuilder::new()
+        .map_request(move |mut req: http::Request<kube::client::Body>| {
+            req.headers_mut()
+                .insert(http::header::USER_AGENT, agent.clone());
+            req
+        })
+        .service(service);
+    kube::Client::new(service, "default")
 }
 
 /// A fake Kubernetes API server. Cheap to clone; clones share state.
@@ -161,6 +244,7 @@ impl Builder {
 #[derive(Clone)]
 pub struct FakeApiServer {
     shared: Arc<Shared>,
+    simulation: Option<Simulation>,
 }
 
 impl Default for FakeApiServer {
@@ -183,6 +267,11 @@ impl FakeApiServer {
     /// The transport-free API, for direct calls.
     pub fn api(&self) -> &Arc<Api> {
         &self.shared.api
+    }
+
+    /// The simulated cluster's controllers, when any run.
+    pub fn simulation(&self) -> Option<&Simulation> {
+        self.simulation.as_ref()
     }
 
     /// The injector: synthetic watch events and fault rules.

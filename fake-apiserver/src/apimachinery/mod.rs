@@ -4,6 +4,12 @@
 //!
 //! Uses nothing else in the crate; used by every folder above it.
 
+/// The Kubernetes major version the fake server is (reported by `/version`,
+/// by the simulated nodes' kubelets, and in its components' user agents).
+pub const VERSION_MAJOR: &str = "1";
+/// The Kubernetes minor version.
+pub const VERSION_MINOR: &str = "33";
+
 pub mod clock;
 pub mod errors;
 pub mod resource_key;

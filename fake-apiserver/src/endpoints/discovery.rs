@@ -8,10 +8,7 @@ use crate::{
     registry::resources::{Kind, Resources, STATUS_VERBS, VERBS},
 };
 
-/// The Kubernetes version the fake server reports.
-pub(crate) const MAJOR: &str = "1";
-/// Minor version.
-pub(crate) const MINOR: &str = "33";
+pub(crate) use crate::apimachinery::{VERSION_MAJOR as MAJOR, VERSION_MINOR as MINOR};
 
 /// The content type of aggregated discovery responses.
 pub(crate) const AGGREGATED_CONTENT_TYPE: &str =

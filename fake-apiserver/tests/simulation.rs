@@ -1,0 +1,357 @@
+//! The simulated cluster (issue 17): nodes, the scheduler, kubelets and
+//! workload controllers, as clients of the in-process server, on tokio's
+//! paused clock. Expected values are kube's documented behaviour.
+
+use std::time::Duration;
+
+use fake_apiserver::{controllers::selection::Selection, Clock, FakeApiServer};
+use k8s_openapi::api::{
+    apps::v1::{Deployment, ReplicaSet},
+    core::v1::{Endpoints, Node, Pod, ServiceAccount},
+    discovery::v1::EndpointSlice,
+};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+fn cluster(nodes: usize) -> FakeApiServer {
+    FakeApiServer::builder()
+        .seed(1)
+        .clock(Clock::tokio_from(1_700_000_000))
+        .controllers(Selection::all())
+        .nodes(nodes)
+        .build()
+}
+
+/// Waits (virtual time) until `check` holds, at most `limit`.
+async fn until<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+fn writes_so_far(server: &FakeApiServer) -> usize {
+    let writes = fake_apiserver::testing::journal::Filter {
+        writes: true,
+        ..Default::default()
+    };
+    server.journal().entries(&writes).len()
+}
+
+fn deployment(name: &str, replicas: i32, image: &str) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "main", "image": image,
+                                                        "ports": [{"name": "http", "containerPort": 8080}]}]}}}
+    }))
+    .unwrap()
+}
+
+async fn available(api: &Api<Deployment>, name: &str, replicas: i32) -> bool {
+    let d = api.get(name).await.unwrap();
+    let s = d.status.unwrap_or_default();
+    s.available_replicas == Some(replicas)
+        && s.updated_replicas == Some(replicas)
+        && s.replicas == Some(replicas)
+        && s.observed_generation == d.metadata.generation
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deployment_should_become_available_with_running_pods_on_nodes() {
+    let server = cluster(2);
+    let client = server.client();
+    let nodes: Api<Node> = Api::all(client.clone());
+    assert!(
+        until(Duration::from_secs(5), || async {
+            nodes
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .len()
+                == 2
+        })
+        .await
+    );
+    let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
+    deployments
+        .create(&PostParams::default(), &deployment("web", 3, "nginx:1.27"))
+        .await
+        .unwrap();
+    assert!(
+        until(Duration::from_secs(60), || available(
+            &deployments,
+            "web",
+            3
+        ))
+        .await
+    );
+
+    let d = serde_json::to_value(deployments.get("web").await.unwrap()).unwrap();
+    let reason = |t: &str| {
+        d["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == t)
+            .unwrap()["reason"]
+            .clone()
+    };
+    assert_eq!(reason("Available"), "MinimumReplicasAvailable");
+    assert_eq!(reason("Progressing"), "NewReplicaSetAvailable");
+
+    let sets: Api<ReplicaSet> = Api::default_namespaced(client.clone());
+    let rs = sets.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(rs.len(), 1);
+    let hash = rs[0].metadata.labels.as_ref().unwrap()["pod-template-hash"].clone();
+    assert_eq!(
+        rs[0].metadata.name.as_deref(),
+        Some(format!("web-{hash}").as_str())
+    );
+    assert_eq!(
+        rs[0].metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"],
+        "1"
+    );
+
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pods = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(pods.len(), 3);
+    for pod in &pods {
+        let status = pod.status.as_ref().unwrap();
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert!(pod
+            .spec
+            .as_ref()
+            .unwrap()
+            .node_name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("node-")));
+        assert!(status
+            .pod_ip
+            .as_deref()
+            .is_some_and(|ip| ip.starts_with("10.244.")));
+        let c = &status.container_statuses.as_ref().unwrap()[0];
+        assert!(c.ready && c.started == Some(true) && c.restart_count == 0);
+        assert!(pod
+            .metadata
+            .name
+            .as_deref()
+            .unwrap()
+            .starts_with(&format!("web-{hash}-")));
+    }
+    // The scheduler spreads them.
+    let on_first = pods
+        .iter()
+        .filter(|p| p.spec.as_ref().unwrap().node_name.as_deref() == Some("node-1"))
+        .count();
+    assert!((1..=2).contains(&on_first), "{on_first} of 3 on node-1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_template_should_roll_out_and_undo_should_bump_the_revision() {
+    let server = cluster(1);
+    let client = server.client();
+    let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
+    deployments
+        .create(&PostParams::default(), &deployment("web", 4, "nginx:1.27"))
+        .await
+        .unwrap();
+    assert!(
+        until(Duration::from_secs(60), || available(
+            &deployments,
+            "web",
+            4
+        ))
+        .await
+    );
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "nginx:1.28"}]}}}});
+    deployments
+        .patch("web", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .unwrap();
+    assert!(
+        until(Duration::from_secs(120), || available(
+            &deployments,
+            "web",
+            4
+        ))
+        .await
+    );
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let images: Vec<String> = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            p.spec.as_ref().unwrap().containers[0]
+                .image
+                .clone()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(images, vec!["nginx:1.28"; 4]);
+    let sets: Api<ReplicaSet> = Api::default_namespaced(client.clone());
+    let mut revisions: Vec<(String, i32)> = sets
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|rs| serde_json::to_value(rs).unwrap())
+        .map(|rs| {
+            (
+                rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                rs["spec"]["replicas"].as_i64().unwrap() as i32,
+            )
+        })
+        .collect();
+    revisions.sort();
+    assert_eq!(revisions, vec![("1".to_string(), 0), ("2".to_string(), 4)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_should_get_endpoints_of_its_ready_pods() {
+    let server = cluster(1);
+    let client = server.client();
+    let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
+    deployments
+        .create(&PostParams::default(), &deployment("web", 2, "nginx:1.27"))
+        .await
+        .unwrap();
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::default_namespaced(client.clone());
+    services.create(&PostParams::default(), &serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
+    })).unwrap()).await.unwrap();
+    assert!(
+        until(Duration::from_secs(60), || available(
+            &deployments,
+            "web",
+            2
+        ))
+        .await
+    );
+    let endpoints: Api<Endpoints> = Api::default_namespaced(client.clone());
+    let slices: Api<EndpointSlice> = Api::default_namespaced(client.clone());
+    assert!(
+        until(Duration::from_secs(10), || async {
+            endpoints
+                .get_opt("web")
+                .await
+                .unwrap()
+                .and_then(|e| e.subsets)
+                .is_some_and(|s| s[0].addresses.as_ref().is_some_and(|a| a.len() == 2))
+        })
+        .await
+    );
+    let e = endpoints.get("web").await.unwrap();
+    assert_eq!(e.subsets.unwrap()[0].ports.as_ref().unwrap()[0].port, 8080);
+    let slice = slices
+        .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(slice.len(), 1);
+    let slice = serde_json::to_value(&slice[0]).unwrap();
+    let endpoints = slice["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 2);
+    assert!(
+        endpoints.iter().all(|e| e["conditions"]["ready"] == true),
+        "{slice}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unschedulable_pod_should_say_why_and_not_loop() {
+    let server = cluster(1);
+    let client = server.client();
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    pods.create(&PostParams::default(), &serde_json::from_value(json!({
+        "metadata": {"name": "big"},
+        "spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "64"}}}]}
+    })).unwrap()).await.unwrap();
+    assert!(
+        until(Duration::from_secs(10), || async {
+            pods.get("big")
+                .await
+                .unwrap()
+                .status
+                .and_then(|s| s.conditions)
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.reason.as_deref() == Some("Unschedulable"))
+                })
+        })
+        .await
+    );
+    let pod = pods.get("big").await.unwrap();
+    let c = pod
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "PodScheduled")
+        .unwrap();
+    assert_eq!(c.status, "False");
+    assert_eq!(c.message.as_deref(), Some("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."));
+    let writes = writes_so_far(&server);
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(
+        writes_so_far(&server),
+        writes,
+        "a pod that fits nowhere is not retried in a loop"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn namespaces_should_get_a_default_service_account() {
+    let server = cluster(1);
+    let client = server.client();
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "team");
+    assert!(
+        until(Duration::from_secs(5), || async {
+            accounts.get_opt("default").await.unwrap().is_some()
+        })
+        .await
+    );
+    accounts
+        .delete("default", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(
+        until(Duration::from_secs(5), || async {
+            accounts.get_opt("default").await.unwrap().is_some()
+        })
+        .await
+    );
+}
