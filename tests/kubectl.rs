@@ -530,7 +530,8 @@ fn load_should_apply_manifests_at_start() {
 /// --for=delete` sees an object go.
 #[test]
 fn kubectl_should_print_tables_describe_and_wait() {
-    let c = Cluster::start_with(&["--load", "examples/crd.yaml"]);
+    // A pure store: the pod stays as it was posted (no kubelet runs it).
+    let c = Cluster::start_with(&["--load", "examples/crd.yaml", "--controllers="]);
     c.kubectl(&["apply", "-f", "examples/obj.yaml"]);
     let kex = c.kubectl(&["get", "kex"]);
     let header: Vec<&str> = kex.lines().next().unwrap().split_whitespace().collect();

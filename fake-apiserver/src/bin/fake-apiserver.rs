@@ -13,6 +13,7 @@ use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use fake_apiserver::{
+    controllers::{selection::Selection, stages::Stages},
     testing::faults::{FaultAction, FaultRule},
     FakeApiServer,
 };
@@ -54,6 +55,18 @@ struct Serve {
     /// Bearer token the control API requires (mandatory on non-loopback binds).
     #[arg(long, env = "FAKE_APISERVER_CONTROL_TOKEN")]
     control_token: Option<String>,
+    /// Controllers of the simulated cluster, in kube-controller-manager's
+    /// syntax: `*` for all, `-name` to leave one out, "" for a pure store
+    /// (names: nodelifecycle, scheduler, kubelet, replicaset, deployment,
+    /// endpoint, endpointslice, serviceaccount, garbagecollector).
+    #[arg(long, default_value = "*")]
+    controllers: String,
+    /// Nodes of the simulated cluster.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// How simulated pods behave: a stages file (YAML; see docs/fake-apiserver.md).
+    #[arg(long, value_name = "FILE")]
+    stages: Option<PathBuf>,
     /// Log filter (e.g. `debug`), also read from RUST_LOG.
     #[arg(long, default_value = "info", env = "RUST_LOG")]
     log: String,
@@ -274,10 +287,33 @@ async fn serve(args: Serve) -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
         .with_writer(std::io::stderr)
         .init();
+    let controllers = match Selection::parse(&args.controllers) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fake-apiserver: --controllers: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stages = match &args.stages {
+        None => Stages::default(),
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| Stages::parse(&text).map_err(|e| e.to_string()))
+        {
+            Ok(stages) => stages,
+            Err(e) => {
+                eprintln!("fake-apiserver: {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
     let server = FakeApiServer::builder()
         .history(args.history)
         .seed(args.seed)
         .control(args.control, args.control_token.clone())
+        .controllers(controllers)
+        .nodes(args.nodes)
+        .stages(stages)
         .build();
     for path in &args.load {
         match server.load_path(path) {

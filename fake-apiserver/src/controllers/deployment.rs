@@ -304,6 +304,20 @@ pub(crate) async fn sync(sim: &mut Sim, key: &str) -> Result<(), kube::Error> {
             Some(created)
         }
     };
+    // The Deployment carries its current revision, as kube's controller
+    // writes it (`kubectl rollout undo` replaces the annotations it reads).
+    if let Some(rs) = &new_rs {
+        let current = rs["metadata"]["annotations"][REVISION].clone();
+        if !current.is_null() && d["metadata"]["annotations"][REVISION] != current {
+            sim.patch(
+                WHO,
+                Res::Deployments,
+                key,
+                json!({"metadata": {"annotations": {REVISION: current}}}),
+            )
+            .await?;
+        }
+    }
     let mut old_sets = sets;
     if !paused {
         if strategy == "Recreate" {

@@ -199,6 +199,127 @@ fn event_last_seen(o: &Value, now: Timestamp) -> Value {
     age(ts, now)
 }
 
+/// kubectl's node status: each condition true or `Not…`, and
+/// `SchedulingDisabled` for a cordoned node.
+fn node_status(o: &Value, _: Timestamp) -> Value {
+    let mut status: Vec<String> = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| c["type"] == "Ready")
+        .map(|c| {
+            if c["status"] == "True" {
+                "Ready".to_string()
+            } else {
+                "NotReady".to_string()
+            }
+        })
+        .collect();
+    if status.is_empty() {
+        status.push("Unknown".into());
+    }
+    if o.pointer("/spec/unschedulable") == Some(&Value::Bool(true)) {
+        status.push("SchedulingDisabled".into());
+    }
+    json!(status.join(","))
+}
+
+fn node_roles(o: &Value, _: Timestamp) -> Value {
+    let roles: Vec<&str> = o
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/"))
+        .filter(|r| !r.is_empty())
+        .collect();
+    json!(if roles.is_empty() {
+        "<none>".to_string()
+    } else {
+        roles.join(",")
+    })
+}
+
+fn node_address(o: &Value, kind: &str) -> Value {
+    let found = o
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|a| a["type"] == kind)
+        .and_then(|a| a["address"].as_str());
+    json!(found.unwrap_or("<none>"))
+}
+
+/// Up to three items, then `+ N more...`, as kubectl lists endpoints.
+fn first_three(items: Vec<String>) -> Value {
+    if items.is_empty() {
+        return json!("<none>");
+    }
+    let mut shown = items.iter().take(3).cloned().collect::<Vec<_>>().join(",");
+    if items.len() > 3 {
+        shown.push_str(&format!(" + {} more...", items.len() - 3));
+    }
+    json!(shown)
+}
+
+fn endpoints_list(o: &Value, _: Timestamp) -> Value {
+    let mut items = Vec::new();
+    for subset in o
+        .get("subsets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let ports: Vec<i64> = subset["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["port"].as_i64())
+            .collect();
+        for a in subset["addresses"].as_array().into_iter().flatten() {
+            let ip = a["ip"].as_str().unwrap_or_default();
+            if ports.is_empty() {
+                items.push(ip.to_string());
+            }
+            items.extend(ports.iter().map(|p| format!("{ip}:{p}")));
+        }
+    }
+    first_three(items)
+}
+
+fn slice_endpoints(o: &Value, _: Timestamp) -> Value {
+    let items = o
+        .get("endpoints")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(String::from))
+        .collect();
+    first_three(items)
+}
+
+fn slice_ports(o: &Value, _: Timestamp) -> Value {
+    let ports: Vec<String> = o
+        .get("ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            p["port"]
+                .as_i64()
+                .map_or("<unset>".to_string(), |p| p.to_string())
+        })
+        .collect();
+    json!(if ports.is_empty() {
+        "<unset>".to_string()
+    } else {
+        ports.join(",")
+    })
+}
+
 fn columns_of(kind: &Kind) -> Vec<Column> {
     let c = |name, kind, priority, cell| Column {
         name,
@@ -239,6 +360,83 @@ fn columns_of(kind: &Kind) -> Vec<Column> {
         ("", "namespaces") => vec![
             base_name,
             c("Status", "string", 0, |o, _| text(o, "/status/phase")),
+            base_age,
+        ],
+        ("", "nodes") => vec![
+            base_name,
+            c("Status", "string", 0, node_status),
+            c("Roles", "string", 0, node_roles),
+            base_age,
+            c("Version", "string", 0, |o, _| {
+                text(o, "/status/nodeInfo/kubeletVersion")
+            }),
+            c("Internal-IP", "string", 1, |o, _| {
+                node_address(o, "InternalIP")
+            }),
+            c("External-IP", "string", 1, |o, _| {
+                node_address(o, "ExternalIP")
+            }),
+            c("OS-Image", "string", 1, |o, _| {
+                text(o, "/status/nodeInfo/osImage")
+            }),
+            c("Kernel-Version", "string", 1, |o, _| {
+                text(o, "/status/nodeInfo/kernelVersion")
+            }),
+            c("Container-Runtime", "string", 1, |o, _| {
+                text(o, "/status/nodeInfo/containerRuntimeVersion")
+            }),
+        ],
+        ("apps", "replicasets") => vec![
+            base_name,
+            c("Desired", "integer", 0, |o, _| {
+                json!(count(o.pointer("/spec/replicas")))
+            }),
+            c("Current", "integer", 0, |o, _| {
+                json!(count(o.pointer("/status/replicas")))
+            }),
+            c("Ready", "integer", 0, |o, _| {
+                json!(count(o.pointer("/status/readyReplicas")))
+            }),
+            base_age,
+            c("Containers", "string", 1, |o, _| {
+                containers(o, "name", "/spec/template/spec/containers")
+            }),
+            c("Images", "string", 1, |o, _| {
+                containers(o, "image", "/spec/template/spec/containers")
+            }),
+            c("Selector", "string", 1, selector),
+        ],
+        ("apps", "statefulsets") => vec![
+            base_name,
+            c("Ready", "string", 0, deploy_ready),
+            base_age,
+            c("Containers", "string", 1, |o, _| {
+                containers(o, "name", "/spec/template/spec/containers")
+            }),
+            c("Images", "string", 1, |o, _| {
+                containers(o, "image", "/spec/template/spec/containers")
+            }),
+        ],
+        ("", "endpoints") => vec![
+            base_name,
+            c("Endpoints", "string", 0, endpoints_list),
+            base_age,
+        ],
+        ("discovery.k8s.io", "endpointslices") => vec![
+            base_name,
+            c("AddressType", "string", 0, |o, _| text(o, "/addressType")),
+            c("Ports", "string", 0, slice_ports),
+            c("Endpoints", "string", 0, slice_endpoints),
+            base_age,
+        ],
+        ("", "serviceaccounts") => vec![
+            base_name,
+            c("Secrets", "integer", 0, |o, _| {
+                json!(o
+                    .get("secrets")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len))
+            }),
             base_age,
         ],
         ("", "events") | ("events.k8s.io", "events") => vec![

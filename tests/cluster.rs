@@ -1,0 +1,158 @@
+//! The simulated cluster (issue 17) through the real `kubectl` against the
+//! standalone binary (its default `--controllers=*`, one node): what a kind
+//! cluster would do for the same commands. Real time here: a pod takes
+//! about a second from ContainerCreating to Running.
+
+mod support;
+
+use support::Standalone;
+
+fn ok(c: &Standalone, args: &[&str]) -> String {
+    let (success, out, err) = c.kubectl(args);
+    assert!(success, "kubectl {args:?} failed:\n{out}\n{err}");
+    out
+}
+
+#[test]
+fn kubectl_should_roll_out_scale_and_undo_deployments() {
+    let c = Standalone::start(&["--nodes", "2"]);
+    let nodes = ok(&c, &["get", "nodes"]);
+    assert!(
+        nodes.contains("node-1   Ready") && nodes.contains("node-2   Ready"),
+        "{nodes}"
+    );
+
+    ok(
+        &c,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--replicas=3",
+            "--port=80",
+        ],
+    );
+    let status = ok(&c, &["rollout", "status", "deploy/web", "--timeout=60s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+
+    let pods = ok(&c, &["get", "pods", "-o", "wide", "-l", "app=web"]);
+    assert_eq!(
+        pods.lines()
+            .filter(|l| l.contains("1/1     Running"))
+            .count(),
+        3,
+        "{pods}"
+    );
+    assert!(pods.contains("node-1") || pods.contains("node-2"), "{pods}");
+    assert!(pods.contains("10.244."), "{pods}");
+
+    ok(&c, &["expose", "deployment", "web", "--port=80"]);
+    let ips = |c: &Standalone| {
+        ok(
+            c,
+            &[
+                "get",
+                "endpointslices",
+                "-l",
+                "kubernetes.io/service-name=web",
+                "-o",
+                "jsonpath={.items[*].endpoints[*].addresses[0]}",
+            ],
+        )
+    };
+    let mut found = String::new();
+    for _ in 0..50 {
+        found = ips(&c);
+        if found.split_whitespace().count() == 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(found.split_whitespace().count(), 3, "{found}");
+    assert!(
+        found.split_whitespace().all(|ip| ip.starts_with("10.244.")),
+        "{found}"
+    );
+
+    ok(&c, &["scale", "deploy/web", "--replicas=5"]);
+    ok(&c, &["rollout", "status", "deploy/web", "--timeout=60s"]);
+    let ready = ok(
+        &c,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.status.readyReplicas}/{.status.availableReplicas}",
+        ],
+    );
+    assert_eq!(ready, "5/5");
+
+    ok(&c, &["set", "image", "deploy/web", "nginx=nginx:1.28"]);
+    ok(&c, &["rollout", "status", "deploy/web", "--timeout=60s"]);
+    let history = ok(&c, &["rollout", "history", "deploy/web"]);
+    assert!(
+        history.contains("1 ") && history.contains("2 "),
+        "{history}"
+    );
+    ok(&c, &["rollout", "undo", "deploy/web"]);
+    ok(&c, &["rollout", "status", "deploy/web", "--timeout=60s"]);
+    let image = ok(
+        &c,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+    );
+    assert_eq!(image, "nginx:1.27");
+    let revision = ok(
+        &c,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
+        ],
+    );
+    assert_eq!(
+        revision, "3",
+        "undo makes the old template the newest revision"
+    );
+
+    ok(&c, &["rollout", "restart", "deploy/web"]);
+    ok(&c, &["rollout", "status", "deploy/web", "--timeout=60s"]);
+
+    ok(&c, &["cordon", "node-2"]);
+    let nodes = ok(&c, &["get", "nodes"]);
+    assert!(nodes.contains("Ready,SchedulingDisabled"), "{nodes}");
+    let taints = ok(
+        &c,
+        &[
+            "get",
+            "node",
+            "node-2",
+            "-o",
+            "jsonpath={.spec.taints[*].key}",
+        ],
+    );
+    assert_eq!(taints, "node.kubernetes.io/unschedulable");
+    ok(&c, &["uncordon", "node-2"]);
+
+    ok(&c, &["delete", "deploy", "web"]);
+    let (_, left, _) = c.kubectl(&[
+        "wait",
+        "--for=delete",
+        "pods",
+        "-l",
+        "app=web",
+        "--timeout=30s",
+    ]);
+    let _ = left;
+    let pods = ok(&c, &["get", "pods", "-l", "app=web", "-o", "name"]);
+    assert_eq!(pods.trim(), "", "the pods went with their Deployment");
+}
