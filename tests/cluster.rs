@@ -156,3 +156,24 @@ fn kubectl_should_roll_out_scale_and_undo_deployments() {
     let pods = ok(&c, &["get", "pods", "-l", "app=web", "-o", "name"]);
     assert_eq!(pods.trim(), "", "the pods went with their Deployment");
 }
+
+#[test]
+fn kubectl_should_wait_for_a_job_to_complete() {
+    let c = Standalone::start(&[]);
+    ok(
+        &c,
+        &["create", "job", "x", "--image=busybox:1.36", "--", "true"],
+    );
+    let waited = ok(
+        &c,
+        &["wait", "--for=condition=complete", "job/x", "--timeout=30s"],
+    );
+    assert!(waited.contains("job.batch/x condition met"), "{waited}");
+    let jobs = ok(
+        &c,
+        &["get", "job", "x", "-o", "jsonpath={.status.succeeded}"],
+    );
+    assert_eq!(jobs, "1");
+    let pods = ok(&c, &["get", "pods", "-l", "job-name=x"]);
+    assert!(pods.contains("Completed"), "{pods}");
+}

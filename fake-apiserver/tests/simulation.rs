@@ -355,3 +355,204 @@ async fn namespaces_should_get_a_default_service_account() {
         .await
     );
 }
+
+async fn get(client: &kube::Client, path: &str) -> serde_json::Value {
+    let req = http::Request::get(path).body(Vec::new()).unwrap();
+    client
+        .request::<serde_json::Value>(req)
+        .await
+        .unwrap_or(serde_json::Value::Null)
+}
+
+async fn post(client: &kube::Client, path: &str, body: serde_json::Value) {
+    let req = http::Request::post(path)
+        .header("content-type", "application/json")
+        .body(body.to_string().into_bytes())
+        .unwrap();
+    client.request::<serde_json::Value>(req).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_should_run_its_completions_and_say_complete() {
+    let server = cluster(1);
+    let client = server.client();
+    post(&client, "/apis/batch/v1/namespaces/default/jobs", json!({
+        "metadata": {"name": "once"},
+        "spec": {"completions": 3, "parallelism": 2, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "busybox:1.36",
+                            "command": ["true"]}]}}}
+    })).await;
+    assert!(
+        until(Duration::from_secs(60), || async {
+            let job = get(&client, "/apis/batch/v1/namespaces/default/jobs/once").await;
+            job["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Complete" && c["status"] == "True")
+            })
+        })
+        .await
+    );
+    let job = get(&client, "/apis/batch/v1/namespaces/default/jobs/once").await;
+    assert_eq!(
+        (
+            job["status"]["succeeded"].clone(),
+            job["status"]["active"].clone()
+        ),
+        (json!(3), json!(0))
+    );
+    let types: Vec<_> = job["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].clone())
+        .collect();
+    assert_eq!(types, vec![json!("SuccessCriteriaMet"), json!("Complete")]);
+    assert!(job["status"]["completionTime"].is_string());
+    let pods = get(
+        &client,
+        "/api/v1/namespaces/default/pods?labelSelector=job-name%3Donce",
+    )
+    .await;
+    let phases: Vec<_> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["status"]["phase"].clone())
+        .collect();
+    assert_eq!(phases, vec![json!("Succeeded"); 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_job_should_back_off_and_fail_past_its_limit() {
+    let server = cluster(1);
+    let client = server.client();
+    post(&client, "/apis/batch/v1/namespaces/default/jobs", json!({
+        "metadata": {"name": "broken"},
+        "spec": {"backoffLimit": 2, "template": {
+            "metadata": {"annotations": {"stages.fake.kopf.dev/exit-code": "3"}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36"}]}}}
+    })).await;
+    assert!(
+        until(Duration::from_secs(600), || async {
+            let job = get(&client, "/apis/batch/v1/namespaces/default/jobs/broken").await;
+            job["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "Failed"))
+        })
+        .await
+    );
+    let job = get(&client, "/apis/batch/v1/namespaces/default/jobs/broken").await;
+    assert_eq!(job["status"]["failed"], 3);
+    let failed = job["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Failed")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (failed["reason"].as_str(), failed["message"].as_str()),
+        (
+            Some("BackoffLimitExceeded"),
+            Some("Job has reached the specified backoff limit")
+        )
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stateful_set_should_start_its_pods_in_order_with_bound_claims() {
+    let server = cluster(1);
+    let client = server.client();
+    post(&client, "/apis/apps/v1/namespaces/default/statefulsets", json!({
+        "metadata": {"name": "db"},
+        "spec": {"replicas": 3, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "pg", "image": "postgres:16"}]}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}
+    })).await;
+    assert!(
+        until(Duration::from_secs(120), || async {
+            let s = get(&client, "/apis/apps/v1/namespaces/default/statefulsets/db").await;
+            s["status"]["readyReplicas"] == 3
+                && s["status"]["currentRevision"] == s["status"]["updateRevision"]
+        })
+        .await
+    );
+    let pods = get(
+        &client,
+        "/api/v1/namespaces/default/pods?labelSelector=app%3Ddb",
+    )
+    .await;
+    let mut created: Vec<(String, String)> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["status"]["startTime"].as_str().unwrap().to_string(),
+                p["metadata"]["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    created.sort();
+    let names: Vec<_> = created.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["db-0", "db-1", "db-2"],
+        "each starts after the previous is ready"
+    );
+    assert!(
+        created[0].0 < created[1].0 && created[1].0 < created[2].0,
+        "{created:?}"
+    );
+    let claims = get(&client, "/api/v1/namespaces/default/persistentvolumeclaims").await;
+    let bound: Vec<_> = claims["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["metadata"]["name"].as_str().unwrap().to_string(),
+                c["status"]["phase"].clone(),
+                c["spec"]["storageClassName"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        bound,
+        vec![
+            ("data-db-0".to_string(), json!("Bound"), json!("standard")),
+            ("data-db-1".to_string(), json!("Bound"), json!("standard")),
+            ("data-db-2".to_string(), json!("Bound"), json!("standard")),
+        ]
+    );
+    // Down to one: the highest ordinals go; the claims stay.
+    let sets: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        Api::default_namespaced(client.clone());
+    sets.patch(
+        "db",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
+    assert!(
+        until(Duration::from_secs(120), || async {
+            get(
+                &client,
+                "/api/v1/namespaces/default/pods?labelSelector=app%3Ddb",
+            )
+            .await["items"]
+                .as_array()
+                .is_some_and(|i| i.len() == 1)
+        })
+        .await
+    );
+    let left = get(
+        &client,
+        "/api/v1/namespaces/default/pods?labelSelector=app%3Ddb",
+    )
+    .await;
+    assert_eq!(left["items"][0]["metadata"]["name"], "db-0");
+    let claims = get(&client, "/api/v1/namespaces/default/persistentvolumeclaims").await;
+    assert_eq!(claims["items"].as_array().unwrap().len(), 3);
+}

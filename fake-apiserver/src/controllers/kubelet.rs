@@ -17,9 +17,27 @@ use crate::controllers::{
     selection::Ctl,
     sim::{Identity, Sim, Work},
     stages::{self, Exit, Moment, Run, State},
+    volumes,
 };
 
 const WHO: Identity = Identity::Kubelet;
+
+/// A claim changed: the pods that use it may start.
+pub(crate) fn routes_for_claim(sim: &Sim, claim: &Value) -> Vec<Work> {
+    let ns = claim["metadata"]["namespace"].as_str().unwrap_or_default();
+    let name = claim["metadata"]["name"].as_str().unwrap_or_default();
+    sim.list(Res::Pods, ns)
+        .iter()
+        .filter(|p| {
+            p["spec"]["volumes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|v| v["persistentVolumeClaim"]["claimName"] == name)
+        })
+        .map(|p| (Ctl::Kubelet, key_of(p)))
+        .collect()
+}
 
 /// A node changed: its pods are looked at again (it may be back).
 pub(crate) fn routes_for_node(sim: &Sim, node: &str) -> Vec<Work> {
@@ -333,6 +351,10 @@ pub(crate) async fn sync(sim: &mut Sim, key: &str) -> Result<(), kube::Error> {
             sim.delete(WHO, Res::Pods, key, Some(0)).await?;
         }
         sim.kubelet.runs.remove(&uid);
+        return Ok(());
+    }
+    // Volumes first: a pod whose claims are not bound does not start.
+    if !volumes::claims_bound(sim, &pod) {
         return Ok(());
     }
     let profile = sim.settings.stages.profile(&pod);

@@ -13,7 +13,8 @@
 //! - On top, `runtime`: informers, routes and the loop ([`Simulation`],
 //!   [`start`]).
 //! - One module per simulated controller: `nodes`, `scheduler`, `kubelet`,
-//!   `replicaset`, `deployment`, `endpoints`, `namespaces`; each has a
+//!   `replicaset`, `deployment`, `statefulset`, `job`, `volumes`,
+//!   `endpoints`, `namespaces`; each has a
 //!   `sync` of one object and the `routes` from a change to the syncs it
 //!   causes.
 //!
@@ -23,6 +24,7 @@
 mod deployment;
 mod endpoints;
 pub mod gc;
+mod job;
 mod kubelet;
 mod namespaces;
 mod nodes;
@@ -34,6 +36,8 @@ mod scheduler;
 pub mod selection;
 mod sim;
 pub mod stages;
+mod statefulset;
+mod volumes;
 
 use serde_json::Value;
 

@@ -23,12 +23,13 @@ use tokio::{
 use crate::{
     apimachinery::clock::Clock,
     controllers::{
-        deployment, endpoints, kubelet, namespaces, nodes, replicaset,
+        deployment, endpoints, job, kubelet, namespaces, nodes, replicaset,
         resources::{key_of, rv_of, Res},
         scheduler,
         selection::Ctl,
         sim::{ClientFactory, Identity, Settings, Sim, Work},
         stages::Memory,
+        statefulset, volumes,
     },
     registry::rest::Objects,
 };
@@ -244,6 +245,9 @@ async fn run(mut sim: Sim, mut rx: mpsc::UnboundedReceiver<Msg>, shared: Arc<Sha
     if sim.settings.selection.runs(Ctl::Nodes) {
         nodes::boot(&mut sim).await;
     }
+    if sim.settings.selection.runs(Ctl::Volumes) {
+        volumes::boot(&mut sim).await;
+    }
     loop {
         while let Ok(msg) = rx.try_recv() {
             receive(&mut sim, msg, &shared);
@@ -339,6 +343,9 @@ async fn sync(sim: &mut Sim, work: Work) {
         Ctl::Deployment => deployment::sync(sim, &key).await,
         Ctl::Endpoints => endpoints::sync(sim, &key).await,
         Ctl::Namespaces => namespaces::sync(sim, &key).await,
+        Ctl::Job => job::sync(sim, &key).await,
+        Ctl::StatefulSet => statefulset::sync(sim, &key).await,
+        Ctl::Volumes => volumes::sync(sim, &key).await,
     };
     match result {
         Ok(()) => {
@@ -378,6 +385,11 @@ fn routes(sim: &Sim, res: Res, old: Option<&Value>, new: Option<&Value>) -> Vec<
                 work.extend(scheduler::routes_for_node(sim));
             }
             work.extend(replicaset::routes_for_pod(sim, old, new));
+            for pod in [old, new].into_iter().flatten() {
+                work.extend(job::routes_for_pod(pod));
+                work.extend(statefulset::routes_for_pod(pod));
+                work.extend(volumes::routes_for_pod(pod));
+            }
             work.extend(endpoints::routes_for_pod(sim, old, new));
         }
         Res::ReplicaSets => {
@@ -385,6 +397,14 @@ fn routes(sim: &Sim, res: Res, old: Option<&Value>, new: Option<&Value>) -> Vec<
             work.extend(deployment::routes_for_replica_set(sim, obj));
         }
         Res::Deployments => work.push((Ctl::Deployment, key)),
+        Res::Jobs => work.push((Ctl::Job, key)),
+        Res::StatefulSets => work.push((Ctl::StatefulSet, key)),
+        Res::PersistentVolumeClaims => {
+            work.push((Ctl::Volumes, key));
+            work.extend(kubelet::routes_for_claim(sim, obj));
+        }
+        Res::PersistentVolumes => work.extend(volumes::routes_for_volume(obj)),
+        Res::StorageClasses => {}
         Res::Services => work.push((Ctl::Endpoints, key)),
         Res::Endpoints | Res::EndpointSlices => {
             work.extend(endpoints::routes_for_endpoints(res, obj));

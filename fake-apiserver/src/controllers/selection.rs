@@ -21,6 +21,12 @@ pub enum Ctl {
     Endpoints,
     /// Namespaces get their `default` ServiceAccount.
     Namespaces,
+    /// Jobs run pods to completion (and go after their TTL).
+    Job,
+    /// StatefulSets make ordered pods and their claims.
+    StatefulSet,
+    /// Claims are bound to volumes the default StorageClass provisions.
+    Volumes,
 }
 
 /// The names accepted in `--controllers`, and what each turns on.
@@ -33,6 +39,9 @@ pub const NAMES: &[(&str, Option<Ctl>)] = &[
     ("endpoint", Some(Ctl::Endpoints)),
     ("endpointslice", Some(Ctl::Endpoints)),
     ("serviceaccount", Some(Ctl::Namespaces)),
+    ("job", Some(Ctl::Job)),
+    ("statefulset", Some(Ctl::StatefulSet)),
+    ("persistentvolume-binder", Some(Ctl::Volumes)),
     // Runs inside the API server's verbs, at once.
     ("garbagecollector", None),
 ];
@@ -154,6 +163,16 @@ impl Selection {
                     Res::EndpointSlices,
                 ]),
                 Some(Ctl::Namespaces) => add(&[Res::Namespaces, Res::ServiceAccounts]),
+                Some(Ctl::Job) => add(&[Res::Jobs, Res::Pods]),
+                Some(Ctl::StatefulSet) => {
+                    add(&[Res::StatefulSets, Res::Pods, Res::PersistentVolumeClaims])
+                }
+                Some(Ctl::Volumes) => add(&[
+                    Res::PersistentVolumeClaims,
+                    Res::PersistentVolumes,
+                    Res::StorageClasses,
+                    Res::Pods,
+                ]),
                 None => {}
             }
         }

@@ -109,26 +109,54 @@ fn pod_ready(o: &Value, _: Timestamp) -> Value {
     json!(format!("{ready}/{total}"))
 }
 
+/// kubectl's pod STATUS: the phase or `status.reason`, overridden by the
+/// last container that waits or has terminated (its reason, or
+/// `ExitCode:N`), and `Terminating` while being deleted.
 fn pod_status(o: &Value, _: Timestamp) -> Value {
     if o.pointer("/metadata/deletionTimestamp")
         .is_some_and(|v| !v.is_null())
     {
         return json!("Terminating");
     }
-    let waiting = o
-        .pointer("/status/containerStatuses")
-        .and_then(Value::as_array)
-        .and_then(|s| {
-            s.iter()
-                .find_map(|c| c.pointer("/state/waiting/reason").and_then(Value::as_str))
-        });
-    match waiting
-        .or_else(|| o.pointer("/status/reason").and_then(Value::as_str))
+    let mut reason = o
+        .pointer("/status/reason")
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty())
         .or_else(|| o.pointer("/status/phase").and_then(Value::as_str))
-    {
-        Some(s) => json!(s),
-        None => json!("Pending"),
+        .unwrap_or("Pending")
+        .to_string();
+    let mut running = false;
+    let statuses = o
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array);
+    for c in statuses.into_iter().flatten().rev() {
+        let state = &c["state"];
+        if let Some(r) = state["waiting"]["reason"]
+            .as_str()
+            .filter(|r| !r.is_empty())
+        {
+            reason = r.to_string();
+        } else if let Some(t) = state.get("terminated").filter(|t| t.is_object()) {
+            reason = match t["reason"].as_str().filter(|r| !r.is_empty()) {
+                Some(r) => r.to_string(),
+                None if t["signal"].as_i64().unwrap_or(0) != 0 => format!("Signal:{}", t["signal"]),
+                None => format!("ExitCode:{}", t["exitCode"].as_i64().unwrap_or(0)),
+            };
+        } else if c["ready"] == true && state["running"].is_object() {
+            running = true;
+        }
     }
+    if reason == "Completed" && running {
+        let ready = o
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+        reason = if ready { "Running" } else { "NotReady" }.to_string();
+    }
+    json!(reason)
 }
 
 fn pod_restarts(o: &Value, _: Timestamp) -> Value {
