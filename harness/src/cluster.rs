@@ -46,6 +46,156 @@ impl Cluster {
         )
     }
 
+    /// A fresh simulated cluster (every controller, one node) whose clock
+    /// follows tokio's: Deployments get pods that run on the node,
+    /// Services get endpoints, Jobs complete, and `settle` waits for the
+    /// controllers too. Call inside a runtime.
+    pub fn simulated() -> Self {
+        Self::simulated_with(1, fake_apiserver::controllers::stages::Stages::default())
+    }
+
+    /// A simulated cluster with `nodes` nodes and pods that behave as
+    /// `stages` says (see the stages file in docs/fake-apiserver.md).
+    pub fn simulated_with(
+        nodes: usize,
+        stages: fake_apiserver::controllers::stages::Stages,
+    ) -> Self {
+        Cluster::with_server(
+            FakeApiServer::builder()
+                .seed(7)
+                .clock(Clock::tokio_from(EPOCH))
+                .controllers(fake_apiserver::controllers::selection::Selection::all())
+                .nodes(nodes)
+                .stages(stages)
+                .build(),
+        )
+    }
+
+    /// Whether the simulated cluster's controllers have nothing to do now
+    /// (always for a pure store or a remote cluster).
+    pub(crate) fn controllers_quiet(&self) -> bool {
+        self.server()
+            .and_then(FakeApiServer::simulation)
+            .is_none_or(|s| s.is_quiet())
+    }
+
+    /// When the simulated cluster next has something to do, if ever.
+    pub(crate) fn controllers_next_wakeup(&self) -> Option<tokio::time::Instant> {
+        self.server()
+            .and_then(FakeApiServer::simulation)
+            .and_then(|s| s.next_wakeup())
+    }
+
+    /// Takes a node down, as when its kubelet stops posting status: its
+    /// `Ready` condition becomes `Unknown`; the node lifecycle controller
+    /// taints it and marks its pods not ready, and evicts them once their
+    /// toleration (300 s by default) runs out.
+    ///
+    /// # Errors
+    /// When there is no such node, or the cluster is not the fake.
+    pub fn node_down(&self, node: &str) -> Result<(), HarnessError> {
+        self.node_ready(
+            node,
+            "Unknown",
+            "NodeStatusUnknown",
+            "Kubelet stopped posting node status.",
+        )
+    }
+
+    /// Brings a node back: `Ready` again; its kubelet runs its pods again.
+    ///
+    /// # Errors
+    /// When there is no such node, or the cluster is not the fake.
+    pub fn node_up(&self, node: &str) -> Result<(), HarnessError> {
+        self.node_ready(
+            node,
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status",
+        )
+    }
+
+    fn node_ready(
+        &self,
+        node: &str,
+        status: &str,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), HarnessError> {
+        let server = self.fake("taking nodes down")?;
+        let t = Target {
+            kind: server
+                .api()
+                .resources
+                .lookup("", "v1", "nodes")
+                .ok_or_else(|| HarnessError::Refused("nodes are not served".into()))?,
+            version: "v1".into(),
+            namespace: String::new(),
+            name: node.into(),
+        };
+        let current = server
+            .api()
+            .get(&t)
+            .map_err(|e| HarnessError::Refused(e.to_string()))?;
+        let mut obj: Value = serde_json::from_slice(&current.body)
+            .map_err(|e| HarnessError::Refused(e.to_string()))?;
+        let now = server.api().clock.rfc3339();
+        let conditions = obj["status"]["conditions"]
+            .as_array_mut()
+            .ok_or_else(|| HarnessError::Refused(format!("node {node} has no conditions")))?;
+        for c in conditions.iter_mut() {
+            c["status"] = Value::from(if c["type"] == "Ready" {
+                status
+            } else if status == "True" {
+                "False"
+            } else {
+                "Unknown"
+            });
+            if c["type"] == "Ready" {
+                c["reason"] = Value::from(reason);
+                c["message"] = Value::from(message);
+                c["lastTransitionTime"] = Value::from(now.clone());
+            }
+        }
+        let patch = serde_json::json!({"status": {"conditions": obj["status"]["conditions"]}});
+        merge_patch(server, &t, &patch, Endpoint::Status).map(|_| ())
+    }
+
+    /// Makes a pod's containers misbehave from now on, as the stages
+    /// annotations say: `failure` is `CrashLoopBackOff`, `OOMKilled`,
+    /// `ImagePullBackOff`, `ErrImagePull` or `NeverReady` (with
+    /// `exit_code` for a crash loop).
+    ///
+    /// # Errors
+    /// When there is no such pod, or the cluster is not the fake.
+    pub fn fail_pod(
+        &self,
+        namespace: &str,
+        pod: &str,
+        failure: &str,
+        exit_code: Option<i32>,
+    ) -> Result<(), HarnessError> {
+        let server = self.fake("failing pods")?;
+        let t = Target {
+            kind: server
+                .api()
+                .resources
+                .lookup("", "v1", "pods")
+                .ok_or_else(|| HarnessError::Refused("pods are not served".into()))?,
+            version: "v1".into(),
+            namespace: namespace.into(),
+            name: pod.into(),
+        };
+        let prefix = fake_apiserver::controllers::stages::ANNOTATION_PREFIX;
+        let mut annotations = serde_json::Map::new();
+        annotations.insert(format!("{prefix}fail"), Value::from(failure));
+        if let Some(code) = exit_code {
+            annotations.insert(format!("{prefix}exit-code"), Value::from(code.to_string()));
+        }
+        let patch = serde_json::json!({"metadata": {"annotations": annotations}});
+        merge_patch(server, &t, &patch, Endpoint::Main).map(|_| ())
+    }
+
     /// A cluster around an existing server.
     pub fn with_server(server: FakeApiServer) -> Self {
         Cluster {
@@ -136,6 +286,12 @@ impl Cluster {
                     ..Default::default()
                 })
                 .into_iter()
+                // The operator's, not the simulated cluster's.
+                .filter(|e| {
+                    !e.user_agent
+                        .as_deref()
+                        .is_some_and(fake_apiserver::controllers::is_simulated)
+                })
                 .map(|e| WriteRecord {
                     verb: e.verb,
                     resource: e.resource.unwrap_or_default(),

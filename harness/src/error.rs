@@ -29,6 +29,8 @@ pub struct SettleError {
     /// Whether the wall-clock guard stopped it (the operator kept busy)
     /// rather than the virtual-time budget.
     pub wall_clock: bool,
+    /// Whether the simulated cluster's controllers still had work.
+    pub cluster_busy: bool,
 }
 
 impl SettleError {
@@ -78,6 +80,12 @@ impl fmt::Display for SettleError {
         for (w, d) in &self.wakeups {
             writeln!(f, "  - delayed handlers of {w} due in {d:?}")?;
             self.note(f, w)?;
+        }
+        if self.cluster_busy {
+            writeln!(
+                f,
+                "  - the simulated cluster's controllers are still at work"
+            )?;
         }
         for (r, seen, latest) in &self.behind {
             writeln!(

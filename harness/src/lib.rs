@@ -47,7 +47,7 @@ pub use outcome::{redact, redact_str, Outcome};
 pub use process::ProcessRunner;
 pub use records::{EventRecord, WriteRecord};
 pub use runner::{KopfRunner, OperatorFactory};
-pub use scenario::{ObjectRef, Scenario, Step};
+pub use scenario::{ObjectRef, PodFailure, Scenario, Step};
 
 /// Runs `future` on a fresh current-thread runtime with a paused clock, for
 /// plain `#[test]` functions.

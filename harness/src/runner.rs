@@ -190,10 +190,12 @@ impl KopfRunner {
             for _ in 0..3 {
                 tokio::task::yield_now().await;
             }
-            let quiet =
-                self.observer.is_ready() && self.observer.is_idle() && self.behind().is_empty();
+            let quiet = self.observer.is_ready()
+                && self.observer.is_idle()
+                && self.behind().is_empty()
+                && self.cluster.controllers_quiet();
             if quiet {
-                match self.observer.next_wakeup() {
+                match self.next_wakeup() {
                     None => {
                         // Quiet: confirm after one more batch window.
                         tokio::time::sleep(
@@ -202,7 +204,8 @@ impl KopfRunner {
                         .await;
                         if self.observer.is_idle()
                             && self.behind().is_empty()
-                            && self.observer.next_wakeup().is_none()
+                            && self.cluster.controllers_quiet()
+                            && self.next_wakeup().is_none()
                         {
                             return Ok(());
                         }
@@ -220,7 +223,7 @@ impl KopfRunner {
             let out_of_wall_time = wall.elapsed() >= self.wall_budget;
             if tokio::time::Instant::now() >= deadline
                 || out_of_wall_time
-                || (quiet && self.observer.next_wakeup().is_some_and(|at| at > deadline))
+                || (quiet && self.next_wakeup().is_some_and(|at| at > deadline))
             {
                 let pending = self.observer.pending();
                 return Err(SettleError {
@@ -234,6 +237,7 @@ impl KopfRunner {
                     behind: self.behind(),
                     ready: self.observer.is_ready(),
                     wall_clock: out_of_wall_time,
+                    cluster_busy: !self.cluster.controllers_quiet(),
                 });
             }
             // Look again in a millisecond of virtual time, as the operator's
@@ -260,6 +264,17 @@ impl KopfRunner {
                 _ = changes.changed(), if stuck => {}
                 _ = tokio::time::sleep_until(poll.min(deadline)) => {}
             }
+        }
+    }
+
+    /// The next delayed work of the operator or of the simulated cluster.
+    fn next_wakeup(&self) -> Option<tokio::time::Instant> {
+        match (
+            self.observer.next_wakeup(),
+            self.cluster.controllers_next_wakeup(),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 

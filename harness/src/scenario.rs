@@ -17,6 +17,11 @@
 //!   - expect: {resource: kopfexamples.kopf.dev, name: kopf-example-1, path: status.create_fn.message, equals: hello world}
 //!   - delete: {resource: kopfexamples.kopf.dev, name: kopf-example-1}
 //!   - settle
+//!   # On a simulated cluster (`Cluster::simulated`): incidents.
+//!   - nodeDown: node-1
+//!   - nodeUp: node-1
+//!   - failPod: {name: db-1, failure: CrashLoopBackOff, exitCode: 1}
+//!   - failPod: {name: web-abc12, failure: ImagePullBackOff}
 //! ```
 //!
 //! `namespace` defaults to `default`; `advance` is in seconds.
@@ -45,6 +50,23 @@ pub struct ObjectRef {
     pub name: String,
 }
 
+/// A pod made to misbehave (see the fake's stages).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodFailure {
+    /// Namespace (default `default`).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// The pod.
+    pub name: String,
+    /// `CrashLoopBackOff`, `OOMKilled`, `ImagePullBackOff`, `ErrImagePull`
+    /// or `NeverReady`.
+    pub failure: String,
+    /// The exit code of a crash loop's runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
 /// One step of a scenario.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -71,6 +93,12 @@ pub enum Step {
     Settle,
     /// Stop the operator and start a new one.
     Restart,
+    /// Take a node of the simulated cluster down (`Ready` becomes `Unknown`).
+    NodeDown(String),
+    /// Bring a node back.
+    NodeUp(String),
+    /// Make a pod's containers fail from now on.
+    FailPod(PodFailure),
     /// Check a field of an object (`equals` a value, or `absent`).
     Expect {
         /// Which object.
@@ -173,6 +201,27 @@ impl Scenario {
     /// Adds a `restart` step.
     pub fn restart(self) -> Self {
         self.push(Step::Restart)
+    }
+
+    /// Adds a `nodeDown` step: a node of the simulated cluster goes down.
+    pub fn node_down(self, node: &str) -> Self {
+        self.push(Step::NodeDown(node.into()))
+    }
+
+    /// Adds a `nodeUp` step: the node comes back.
+    pub fn node_up(self, node: &str) -> Self {
+        self.push(Step::NodeUp(node.into()))
+    }
+
+    /// Adds a `failPod` step: a pod (in `default`) fails as `failure` says
+    /// from now on.
+    pub fn fail_pod(self, pod: &str, failure: &str, exit_code: Option<i32>) -> Self {
+        self.push(Step::FailPod(PodFailure {
+            namespace: default_namespace(),
+            name: pod.into(),
+            failure: failure.into(),
+            exit_code,
+        }))
     }
 
     /// Adds an `expect` step for a value.
@@ -281,6 +330,12 @@ impl KopfRunner {
                     .await
                     .map_err(|e| fail(HarnessError::Settle(Box::new(e))))?,
                 Step::Restart => self.restart().await.map_err(fail)?,
+                Step::NodeDown(node) => self.cluster().node_down(node).map_err(fail)?,
+                Step::NodeUp(node) => self.cluster().node_up(node).map_err(fail)?,
+                Step::FailPod(p) => self
+                    .cluster()
+                    .fail_pod(&p.namespace, &p.name, &p.failure, p.exit_code)
+                    .map_err(fail)?,
                 Step::Expect {
                     object,
                     path,
@@ -346,7 +401,10 @@ mod tests {
                 "status.m",
                 serde_json::json!("hi"),
             )
-            .delete("kopfexamples.kopf.dev", "x");
+            .delete("kopfexamples.kopf.dev", "x")
+            .node_down("node-1")
+            .fail_pod("p", "CrashLoopBackOff", Some(2))
+            .node_up("node-1");
         let parsed = Scenario::from_yaml(&built.to_yaml()).unwrap();
         assert_eq!(parsed, built);
         let text = "steps:\n  - settle\n  - advance: 1.5\n  - delete: {resource: cm, name: x}\n";

@@ -42,7 +42,7 @@ mod volumes;
 use serde_json::Value;
 
 pub use runtime::{start, Simulation};
-pub use sim::{ClientFactory, Settings};
+pub use sim::{is_simulated, ClientFactory, Settings};
 
 use crate::storage::selector::{format_label_selector, LabelSelector};
 

@@ -23,6 +23,15 @@ use crate::{
     },
 };
 
+/// Whether a request's User-Agent is one of the simulated cluster's
+/// components (its controllers, scheduler and kubelets), not a client's.
+pub fn is_simulated(user_agent: &str) -> bool {
+    ["kube-controller-manager/", "kube-scheduler/", "kubelet/"]
+        .iter()
+        .any(|p| user_agent.starts_with(p))
+        && user_agent.contains("kubernetes/fake")
+}
+
 /// Routes a change of one object (before, after) to the work it causes.
 pub(crate) type Router = fn(&Sim, Res, Option<&Value>, Option<&Value>) -> Vec<Work>;
 
