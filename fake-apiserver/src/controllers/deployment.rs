@@ -209,7 +209,13 @@ pub(crate) async fn sync(sim: &mut Sim, key: &str) -> Result<(), kube::Error> {
     };
     // Its ReplicaSets: owned, and orphans it selects (adopted).
     let mut sets: Vec<Value> = Vec::new();
-    for rs in sim.list(Res::ReplicaSets, &ns) {
+    let uid_text = uid.as_str().unwrap_or_default().to_string();
+    let candidates: Vec<_> = sim
+        .owned(Res::ReplicaSets, &uid_text)
+        .into_iter()
+        .chain(sim.orphans(Res::ReplicaSets, &ns))
+        .collect();
+    for rs in candidates {
         match controller_of(&rs) {
             Some(r) if r["uid"] == uid => sets.push((*rs).clone()),
             None if selects(&selector, &rs["metadata"]["labels"]) && !is_deleting(&rs) => {

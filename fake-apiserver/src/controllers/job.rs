@@ -93,16 +93,8 @@ pub(crate) async fn sync(sim: &mut Sim, key: &str) -> Result<(), kube::Error> {
         }
         return Ok(());
     }
-    let ns = job["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
     let uid = job["metadata"]["uid"].clone();
-    let pods: Vec<_> = sim
-        .list(Res::Pods, &ns)
-        .into_iter()
-        .filter(|p| controller_of(p).is_some_and(|r| r["uid"] == uid))
-        .collect();
+    let pods = sim.owned(Res::Pods, uid.as_str().unwrap_or_default());
     let phase = |p: &Value| {
         p["status"]["phase"]
             .as_str()

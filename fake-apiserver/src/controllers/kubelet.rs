@@ -41,9 +41,8 @@ pub(crate) fn routes_for_claim(sim: &Sim, claim: &Value) -> Vec<Work> {
 
 /// A node changed: its pods are looked at again (it may be back).
 pub(crate) fn routes_for_node(sim: &Sim, node: &str) -> Vec<Work> {
-    sim.list(Res::Pods, "")
+    sim.pods_on(node)
         .iter()
-        .filter(|p| p["spec"]["nodeName"] == node)
         .map(|p| (Ctl::Kubelet, key_of(p)))
         .collect()
 }

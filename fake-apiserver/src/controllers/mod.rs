@@ -24,6 +24,7 @@
 mod deployment;
 mod endpoints;
 pub mod gc;
+mod index;
 mod job;
 mod kubelet;
 mod namespaces;

@@ -243,11 +243,7 @@ pub(crate) async fn sync(sim: &mut Sim, name: &str) -> Result<(), kube::Error> {
         .and_then(crate::apimachinery::clock::parse_time)
         .map_or(0, |t| t.as_second());
     let elapsed = sim.clock.now().as_second() - since;
-    let pods: Vec<_> = sim
-        .list(Res::Pods, "")
-        .into_iter()
-        .filter(|p| p["spec"]["nodeName"] == name)
-        .collect();
+    let pods = sim.pods_on(name);
     for pod in pods {
         let pod_key = crate::controllers::resources::key_of(&pod);
         if is_deleting(&pod) {

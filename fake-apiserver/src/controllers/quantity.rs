@@ -2,6 +2,8 @@
 //! for the scheduler's arithmetic: CPU in millicores, everything else in
 //! units (bytes, pods).
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 /// A quantity's value in thousandths (so `500m` is 500 and `2` is 2000);
@@ -40,6 +42,41 @@ pub(crate) fn milli(q: &Value) -> Option<i128> {
     };
     let value = number * factor * 1000.0;
     (0.0..1e36).contains(&value).then(|| value.ceil() as i128)
+}
+
+/// A pod's requests (the larger of the containers' sum and any init
+/// container's), by resource name, in thousandths.
+pub(crate) fn pod_requests(pod: &Value) -> BTreeMap<String, i128> {
+    let mut sum: BTreeMap<String, i128> = BTreeMap::new();
+    let read = |c: &Value| -> BTreeMap<String, i128> {
+        let r = &c["resources"];
+        let from = if r["requests"].is_object() {
+            &r["requests"]
+        } else {
+            &r["limits"]
+        };
+        from.as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| milli(v).map(|m| (k.clone(), m)))
+            .collect()
+    };
+    for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+        for (k, v) in read(c) {
+            *sum.entry(k).or_default() += v;
+        }
+    }
+    for c in pod["spec"]["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        for (k, v) in read(c) {
+            let e = sum.entry(k).or_default();
+            *e = (*e).max(v);
+        }
+    }
+    sum
 }
 
 #[cfg(test)]

@@ -129,7 +129,13 @@ pub(crate) async fn sync(sim: &mut Sim, key: &str) -> Result<(), kube::Error> {
     let uid = rs["metadata"]["uid"].clone();
     let selector = rs["spec"]["selector"].clone();
     let mut owned = Vec::new();
-    for pod in sim.list(Res::Pods, &ns) {
+    let uid_text = uid.as_str().unwrap_or_default().to_string();
+    let candidates: Vec<_> = sim
+        .owned(Res::Pods, &uid_text)
+        .into_iter()
+        .chain(sim.orphans(Res::Pods, &ns))
+        .collect();
+    for pod in candidates {
         if is_deleting(&pod) {
             continue;
         }
@@ -217,11 +223,9 @@ pub(crate) async fn sync(sim: &mut Sim, key: &str) -> Result<(), kube::Error> {
     let now = sim.clock.now().as_second();
     let min_ready = int(&rs["spec"]["minReadySeconds"], 0);
     let pods: Vec<_> = sim
-        .list(Res::Pods, &ns)
+        .owned(Res::Pods, &uid_text)
         .into_iter()
-        .filter(|p| {
-            controller_of(p).is_some_and(|r| r["uid"] == uid) && !is_deleting(p) && !pod_finished(p)
-        })
+        .filter(|p| !is_deleting(p) && !pod_finished(p))
         .collect();
     let template_labels = rs["spec"]["template"]["metadata"]["labels"]
         .as_object()

@@ -138,6 +138,8 @@ pub fn start(
         event_seq: 0,
         kubelet: Memory::default(),
         unschedulable: BTreeSet::new(),
+        index: Default::default(),
+        timer_of: HashMap::new(),
     };
     tokio::spawn(run(sim, rx, shared.clone()));
     Simulation { shared }
@@ -277,12 +279,8 @@ async fn run(mut sim: Sim, mut rx: mpsc::UnboundedReceiver<Msg>, shared: Arc<Sha
         }
         shared.activity.send_modify(|a| a.busy = true);
         let now = Instant::now();
-        while let Some(entry) = sim.timers.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let timer = entry.remove();
-            sim.enqueue(timer.work.0, timer.work.1);
+        for (ctl, key) in sim.due(now) {
+            sim.enqueue(ctl, key);
         }
     }
 }

@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::controllers::{
+    index::Usage,
     is_deleting, pod_finished,
-    quantity::milli,
+    quantity::{milli, pod_requests},
     resources::Res,
     selection::Ctl,
     sim::{Identity, Sim, Work},
@@ -129,43 +130,8 @@ fn untolerated<'a>(pod: &Value, node: &'a Value) -> Option<&'a Value> {
         })
 }
 
-/// A pod's requests (the larger of the containers' sum and any init
-/// container's), by resource name, in thousandths.
-fn requests(pod: &Value) -> BTreeMap<String, i128> {
-    let mut sum: BTreeMap<String, i128> = BTreeMap::new();
-    let read = |c: &Value| -> BTreeMap<String, i128> {
-        let r = &c["resources"];
-        let from = if r["requests"].is_object() {
-            &r["requests"]
-        } else {
-            &r["limits"]
-        };
-        from.as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| milli(v).map(|m| (k.clone(), m)))
-            .collect()
-    };
-    for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
-        for (k, v) in read(c) {
-            *sum.entry(k).or_default() += v;
-        }
-    }
-    for c in pod["spec"]["initContainers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        for (k, v) in read(c) {
-            let e = sum.entry(k).or_default();
-            *e = (*e).max(v);
-        }
-    }
-    sum
-}
-
 /// Why a node does not fit the pod (kube's reasons), or `None` if it does.
-fn misfit(pod: &Value, node: &Value, on_node: &[&Value]) -> Option<String> {
+fn misfit(pod: &Value, node: &Value, used: &Usage) -> Option<String> {
     let tolerates_cordon = pod["spec"]["tolerations"]
         .as_array()
         .into_iter()
@@ -191,23 +157,17 @@ fn misfit(pod: &Value, node: &Value, on_node: &[&Value]) -> Option<String> {
     }
     let allocatable = &node["status"]["allocatable"];
     let max_pods = milli(&allocatable["pods"]).unwrap_or(110_000) / 1000;
-    if on_node.len() as i128 + 1 > max_pods {
+    if used.pods as i128 + 1 > max_pods {
         return Some("Too many pods".into());
     }
-    let mut used: BTreeMap<String, i128> = BTreeMap::new();
-    for p in on_node {
-        for (k, v) in requests(p) {
-            *used.entry(k).or_default() += v;
-        }
-    }
-    for (resource, want) in requests(pod) {
+    for (resource, want) in pod_requests(pod) {
         let Some(has) = milli(&allocatable[resource.as_str()]) else {
             if want > 0 {
                 return Some(format!("Insufficient {resource}"));
             }
             continue;
         };
-        if used.get(&resource).copied().unwrap_or(0) + want > has {
+        if used.requests.get(&resource).copied().unwrap_or(0) + want > has {
             return Some(format!("Insufficient {resource}"));
         }
     }
@@ -250,29 +210,17 @@ pub(crate) async fn sync(sim: &mut Sim, key: &str) -> Result<(), kube::Error> {
         return Ok(());
     }
     let nodes = sim.list(Res::Nodes, "");
-    let pods = sim.list(Res::Pods, "");
-    let mut by_node: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
-    for p in &pods {
-        if let Some(n) = p["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-            if !pod_finished(p) {
-                by_node.entry(n).or_default().push(p);
-            }
-        }
-    }
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut best: Option<(i128, usize, &str)> = None;
     for node in &nodes {
         let name = node["metadata"]["name"].as_str().unwrap_or_default();
-        let on_node = by_node.get(name).map(Vec::as_slice).unwrap_or(&[]);
-        match misfit(&pod, node, on_node) {
+        let used = sim.index.usage(name);
+        match misfit(&pod, node, &used) {
             Some(reason) => *reasons.entry(reason).or_default() += 1,
             None => {
                 // Least requested CPU first, then fewest pods, then name.
-                let cpu: i128 = on_node
-                    .iter()
-                    .map(|p| requests(p).get("cpu").copied().unwrap_or(0))
-                    .sum();
-                let score = (cpu, on_node.len(), name);
+                let cpu = used.requests.get("cpu").copied().unwrap_or(0);
+                let score = (cpu, used.pods, name);
                 if best.is_none_or(|b| score < b) {
                     best = Some(score);
                 }
@@ -356,38 +304,49 @@ mod tests {
                "status": {"allocatable": {"cpu": "2", "memory": "4Gi", "pods": "3"}}})
     }
 
+    fn used(pods: &[&Value]) -> Usage {
+        let mut usage = Usage::default();
+        for p in pods {
+            usage.pods += 1;
+            for (k, v) in pod_requests(p) {
+                *usage.requests.entry(k).or_default() += v;
+            }
+        }
+        usage
+    }
+
     #[test]
     fn filters_should_give_kubes_reasons() {
         let pod = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1500m"}}}]}});
         let n = node("a");
-        assert_eq!(misfit(&pod, &n, &[]), None);
+        assert_eq!(misfit(&pod, &n, &used(&[])), None);
         assert_eq!(
-            misfit(&pod, &n, &[&pod]).as_deref(),
+            misfit(&pod, &n, &used(&[&pod])).as_deref(),
             Some("Insufficient cpu")
         );
         let picky = json!({"spec": {"nodeSelector": {"disk": "hdd"}}});
         assert_eq!(
-            misfit(&picky, &n, &[]).as_deref(),
+            misfit(&picky, &n, &used(&[])).as_deref(),
             Some("node(s) didn't match Pod's node affinity/selector")
         );
         let mut tainted = node("b");
         tainted["spec"]["taints"] =
             json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]);
         assert_eq!(
-            misfit(&json!({}), &tainted, &[]).as_deref(),
+            misfit(&json!({}), &tainted, &used(&[])).as_deref(),
             Some("node(s) had untolerated taint {dedicated: db}")
         );
         let tolerant = json!({"spec": {"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db"}]}});
-        assert_eq!(misfit(&tolerant, &tainted, &[]), None);
+        assert_eq!(misfit(&tolerant, &tainted, &used(&[])), None);
         let full = json!({});
         assert_eq!(
-            misfit(&full, &n, &[&full, &full, &full]).as_deref(),
+            misfit(&full, &n, &used(&[&full, &full, &full])).as_deref(),
             Some("Too many pods")
         );
         let mut cordoned = node("c");
         cordoned["spec"]["unschedulable"] = json!(true);
         assert_eq!(
-            misfit(&full, &cordoned, &[]).as_deref(),
+            misfit(&full, &cordoned, &used(&[])).as_deref(),
             Some("node(s) were unschedulable")
         );
     }

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::{
     apimachinery::clock::Clock,
     controllers::{
+        index::Index,
         resources::{key_of, rv_of, split_key, Res},
         selection::{Ctl, Selection},
         stages::{Memory, Stages},
@@ -117,6 +118,10 @@ pub(crate) struct Sim {
     pub(crate) kubelet: Memory,
     /// The scheduler's pods that fit nowhere (retried when nodes change).
     pub(crate) unschedulable: BTreeSet<String>,
+    /// Indexes over the cache.
+    pub(crate) index: Index,
+    /// The pending timer of each work item.
+    pub(crate) timer_of: HashMap<Work, (Instant, u64)>,
 }
 
 impl Sim {
@@ -200,23 +205,60 @@ impl Sim {
         let work = (ctl, key.into());
         // One pending timer per work item: the earliest wins.
         let at = Instant::now() + delay;
-        let existing: Vec<(Instant, u64)> = self
-            .timers
+        if let Some(existing) = self.timer_of.get(&work).copied() {
+            if existing.0 <= at {
+                return;
+            }
+            self.timers.remove(&existing);
+        }
+        let slot = (at, self.timer_seq);
+        self.timer_of.insert(work.clone(), slot);
+        self.timers.insert(slot, Timer { work, steady });
+    }
+
+    /// The work whose timers are due at `now`, taken off the timers.
+    pub(crate) fn due(&mut self, now: Instant) -> Vec<Work> {
+        let mut due = Vec::new();
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let timer = entry.remove();
+            self.timer_of.remove(&timer.work);
+            due.push(timer.work);
+        }
+        due
+    }
+
+    /// The cached objects of `res` whose controller has this uid.
+    pub(crate) fn owned(&self, res: Res, uid: &str) -> Vec<Arc<Value>> {
+        self.index
+            .owned(uid, res)
             .iter()
-            .filter(|(_, t)| t.work == work)
-            .map(|(k, _)| *k)
-            .collect();
-        if existing.iter().any(|(when, _)| *when <= at) {
-            return;
-        }
-        for k in existing {
-            self.timers.remove(&k);
-        }
-        self.timers
-            .insert((at, self.timer_seq), Timer { work, steady });
+            .filter_map(|k| self.get(res, k))
+            .collect()
+    }
+
+    /// The cached objects of `res` in `namespace` with no controller.
+    pub(crate) fn orphans(&self, res: Res, namespace: &str) -> Vec<Arc<Value>> {
+        self.index
+            .orphans(res, namespace)
+            .iter()
+            .filter_map(|k| self.get(res, k))
+            .collect()
+    }
+
+    /// The cached pods bound to `node`.
+    pub(crate) fn pods_on(&self, node: &str) -> Vec<Arc<Value>> {
+        self.index
+            .on_node(node)
+            .iter()
+            .filter_map(|k| self.get(Res::Pods, k))
+            .collect()
     }
 
     pub(crate) fn route(&mut self, res: Res, old: Option<&Value>, new: Option<&Value>) {
+        self.index.update(res, old, new);
         for (ctl, key) in (self.router)(self, res, old, new) {
             self.enqueue(ctl, key);
         }

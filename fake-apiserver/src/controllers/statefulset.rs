@@ -108,11 +108,9 @@ pub(crate) async fn sync(sim: &mut Sim, key: &str) -> Result<(), kube::Error> {
     .max(0) as usize;
     let update_revision = format!("{name}-{}", template_hash(&set["spec"]["template"], 0));
     let mut pods: BTreeMap<usize, std::sync::Arc<Value>> = BTreeMap::new();
-    for pod in sim.list(Res::Pods, &ns) {
-        if controller_of(&pod).is_some_and(|r| r["uid"] == uid) {
-            if let Some(i) = ordinal(&name, pod["metadata"]["name"].as_str().unwrap_or_default()) {
-                pods.insert(i, pod);
-            }
+    for pod in sim.owned(Res::Pods, uid.as_str().unwrap_or_default()) {
+        if let Some(i) = ordinal(&name, pod["metadata"]["name"].as_str().unwrap_or_default()) {
+            pods.insert(i, pod);
         }
     }
     let selector_labels = set["spec"]["selector"]["matchLabels"].clone();

@@ -15,28 +15,17 @@
 //! Field sets travel in `fieldsV1`: `f:<field>`, `k:<key object>` for list
 //! items by key, `v:<value>` for set items, `.` for a list item itself.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::{
     apimachinery::errors::{ApiError, Cause},
-    registry::patch::apply_list_key,
+    registry::{
+        managed::{entries, store_entries, Entry, Path, Set, Step},
+        patch::apply_list_key,
+    },
 };
-
-/// One step of a field path.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Step {
-    /// An object's field.
-    F(String),
-    /// A list item, by its key fields (as JSON text).
-    K(String),
-    /// A set item, by its value (as JSON text).
-    V(String),
-}
-
-type Path = Vec<Step>;
-type Set = BTreeSet<Path>;
 
 /// How lists of one kind merge: by key, as sets, or atomically.
 pub struct Lists<'a> {
@@ -120,7 +109,12 @@ fn key_of(item: &Value, keys: &[String]) -> Option<String> {
 
 /// The leaf fields of `v`.
 fn leaves(v: &Value, lists: &Lists<'_>) -> Set {
-    let mut out = Set::new();
+    leaf_values(v, lists).into_keys().collect()
+}
+
+/// Every leaf field of `v` with its value (for a keyed list item, the item).
+fn leaf_values<'a>(v: &'a Value, lists: &Lists<'_>) -> BTreeMap<Path, &'a Value> {
+    let mut out = BTreeMap::new();
     walk(
         v,
         lists,
@@ -132,13 +126,13 @@ fn leaves(v: &Value, lists: &Lists<'_>) -> Set {
     out
 }
 
-fn walk(
-    v: &Value,
+fn walk<'a>(
+    v: &'a Value,
     lists: &Lists<'_>,
     schema: Option<&Value>,
     path: &mut Path,
     names: &mut Vec<String>,
-    out: &mut Set,
+    out: &mut BTreeMap<Path, &'a Value>,
 ) {
     match v {
         Value::Object(map) if !map.is_empty() => {
@@ -157,11 +151,11 @@ fn walk(
                 let item_schema = schema.and_then(|s| s.get("items"));
                 for item in items {
                     let Some(key) = key_of(item, &keys) else {
-                        out.insert(path.clone());
+                        out.insert(path.clone(), v);
                         return;
                     };
                     path.push(Step::K(key));
-                    out.insert(path.clone());
+                    out.insert(path.clone(), item);
                     if let Value::Object(fields) = item {
                         for (k, sub) in fields {
                             path.push(Step::F(k.clone()));
@@ -177,76 +171,20 @@ fn walk(
             ListKind::Set => {
                 for item in items {
                     path.push(Step::V(item.to_string()));
-                    out.insert(path.clone());
+                    out.insert(path.clone(), item);
                     path.pop();
                 }
             }
             _ => {
-                out.insert(path.clone());
+                out.insert(path.clone(), v);
             }
         },
         _ => {
             if !path.is_empty() {
-                out.insert(path.clone());
+                out.insert(path.clone(), v);
             }
         }
     }
-}
-
-fn step_text(s: &Step) -> String {
-    match s {
-        Step::F(f) => format!("f:{f}"),
-        Step::K(k) => format!("k:{k}"),
-        Step::V(v) => format!("v:{v}"),
-    }
-}
-
-/// A field set as `fieldsV1`.
-fn encode(set: &Set) -> Value {
-    let mut root = Map::new();
-    for path in set {
-        let mut node = &mut root;
-        for step in path {
-            node = node
-                .entry(step_text(step))
-                .or_insert_with(|| json!({}))
-                .as_object_mut()
-                .expect("field nodes are objects");
-        }
-        if matches!(path.last(), Some(Step::K(_))) {
-            node.insert(".".into(), json!({}));
-        }
-    }
-    Value::Object(root)
-}
-
-/// `fieldsV1` as a field set.
-fn decode(v: &Value) -> Set {
-    fn go(node: &Value, path: &mut Path, out: &mut Set) {
-        let Some(map) = node.as_object() else { return };
-        if map.is_empty() && !path.is_empty() {
-            out.insert(path.clone());
-            return;
-        }
-        for (k, sub) in map {
-            if k == "." {
-                out.insert(path.clone());
-                continue;
-            }
-            let step = match k.split_at(k.find(':').map_or(0, |i| i + 1)) {
-                ("f:", f) => Step::F(f.to_string()),
-                ("k:", key) => Step::K(key.to_string()),
-                ("v:", val) => Step::V(val.to_string()),
-                _ => continue,
-            };
-            path.push(step);
-            go(sub, path, out);
-            path.pop();
-        }
-    }
-    let mut out = Set::new();
-    go(v, &mut Vec::new(), &mut out);
-    out
 }
 
 fn matches_key(item: &Value, key: &str) -> bool {
@@ -355,57 +293,6 @@ fn merge(
 }
 
 /// A manager's entry in `managedFields`.
-#[derive(Clone, Debug)]
-struct Entry {
-    manager: String,
-    operation: String,
-    api_version: String,
-    time: String,
-    subresource: Option<String>,
-    fields: Set,
-}
-
-fn entries(obj: &Value) -> Vec<Entry> {
-    obj.pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .map(|e| Entry {
-                    manager: e["manager"].as_str().unwrap_or_default().to_string(),
-                    operation: e["operation"].as_str().unwrap_or("Update").to_string(),
-                    api_version: e["apiVersion"].as_str().unwrap_or_default().to_string(),
-                    time: e["time"].as_str().unwrap_or_default().to_string(),
-                    subresource: e["subresource"].as_str().map(String::from),
-                    fields: decode(&e["fieldsV1"]),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn store_entries(obj: &mut Value, list: &[Entry]) {
-    let rendered: Vec<Value> = list
-        .iter()
-        .filter(|e| !e.fields.is_empty())
-        .map(|e| {
-            let mut v = json!({"manager": e.manager, "operation": e.operation,
-                "apiVersion": e.api_version, "time": e.time,
-                "fieldsType": "FieldsV1", "fieldsV1": encode(&e.fields)});
-            if let Some(s) = &e.subresource {
-                v["subresource"] = json!(s);
-            }
-            v
-        })
-        .collect();
-    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        if rendered.is_empty() {
-            meta.remove("managedFields");
-        } else {
-            meta.insert("managedFields".into(), Value::Array(rendered));
-        }
-    }
-}
-
 /// `.spec.replicas`, `.spec.containers[name="c1"].image`, as kube prints paths.
 fn shown(path: &[Step]) -> String {
     let mut out = String::new();
@@ -557,20 +444,22 @@ fn conflict_error(conflicts: &BTreeMap<Path, Vec<(String, String)>>) -> ApiError
 /// the fields it changed, which other managers lose; fields that no longer
 /// exist leave every set.
 pub fn record_update(old: Option<&Value>, new: &mut Value, req: &Request<'_>, lists: &Lists<'_>) {
-    let now_fields = leaves(new, lists);
     // A list item (`k:`) changes hands only when it is new; changing one of
-    // its fields takes that field, not the item.
-    let changed: Set = now_fields
-        .iter()
-        .filter(|p| {
-            let before = old.and_then(|o| get(o, p));
-            match p.last() {
-                Some(Step::K(_)) => before.is_none(),
-                _ => before != get(new, p),
-            }
-        })
-        .cloned()
-        .collect();
+    // its fields takes that field, not the item. Both objects are walked
+    // once (no lookup per field).
+    let (now_fields, changed) = {
+        let after = leaf_values(new, lists);
+        let before = old.map(|o| leaf_values(o, lists)).unwrap_or_default();
+        let changed: Set = after
+            .iter()
+            .filter(|(p, v)| match p.last() {
+                Some(Step::K(_)) => !before.contains_key(*p),
+                _ => before.get(*p) != Some(*v),
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        (after.into_keys().collect::<Set>(), changed)
+    };
     let mut list = old.map(entries).unwrap_or_default();
     for e in &mut list {
         e.fields
@@ -601,6 +490,8 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, req: &Request<'_>, li
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::managed::{decode, encode};
+    use serde_json::json;
 
     const BUILTIN: Lists<'static> = Lists { schema: None };
 

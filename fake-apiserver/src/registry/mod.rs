@@ -17,6 +17,7 @@ pub mod crd;
 pub mod defaults;
 mod events;
 pub mod generic;
+mod managed;
 pub mod patch;
 pub mod resources;
 pub mod rest;
