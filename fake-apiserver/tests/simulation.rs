@@ -556,3 +556,117 @@ async fn a_stateful_set_should_start_its_pods_in_order_with_bound_claims() {
     let claims = get(&client, "/api/v1/namespaces/default/persistentvolumeclaims").await;
     assert_eq!(claims["items"].as_array().unwrap().len(), 3);
 }
+
+/// Injected faults while a rollout is in progress: refused pod creations
+/// (a 500 on half of them), status writes that conflict, and every watch
+/// cut and then expired (410 Gone on resume): the controllers retry and
+/// relist, as real ones do, and the rollout still completes.
+#[tokio::test(start_paused = true)]
+async fn a_rollout_should_complete_through_injected_faults() {
+    use fake_apiserver::testing::{
+        faults::{FaultAction, FaultRule},
+        inject::InjectRequest,
+    };
+    let server = cluster(2);
+    let client = server.client();
+    let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
+    deployments
+        .create(&PostParams::default(), &deployment("web", 4, "nginx:1.27"))
+        .await
+        .unwrap();
+    assert!(
+        until(Duration::from_secs(60), || available(
+            &deployments,
+            "web",
+            4
+        ))
+        .await
+    );
+
+    let injector = server.injector();
+    let mut refused = FaultRule::new(
+        &["create"],
+        "pods",
+        FaultAction::Status {
+            code: 500,
+            message: None,
+            retry_after: None,
+        },
+    );
+    refused.probability = Some(0.5);
+    refused.times = Some(6);
+    injector.add_fault(refused);
+    injector.add_fault(
+        FaultRule::new(
+            &["patch"],
+            "replicasets.apps",
+            FaultAction::Status {
+                code: 409,
+                message: None,
+                retry_after: None,
+            },
+        )
+        .times(3),
+    );
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "nginx:1.28"}]}}}});
+    deployments
+        .patch("web", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for resource in ["pods", "replicasets.apps"] {
+        injector
+            .apply(&InjectRequest {
+                action: Some("expire-next-resume".into()),
+                resource: Some(resource.into()),
+                ..Default::default()
+            })
+            .unwrap();
+        injector
+            .apply(&InjectRequest {
+                action: Some("cut".into()),
+                resource: Some(resource.into()),
+                ..Default::default()
+            })
+            .unwrap();
+    }
+    assert!(
+        until(Duration::from_secs(300), || available(
+            &deployments,
+            "web",
+            4
+        ))
+        .await
+    );
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let live: Vec<String> = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            p.spec.as_ref().unwrap().containers[0]
+                .image
+                .clone()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        live,
+        vec!["nginx:1.28"; 4],
+        "exactly the new pods, none duplicated by a missed watch event"
+    );
+    let entries = server.journal().entries(&Default::default());
+    let fired = entries.iter().filter(|e| e.fault.is_some()).count();
+    assert!(fired >= 4, "the faults fired ({fired})");
+    let relists = entries
+        .iter()
+        .filter(|e| e.verb == "list" && e.resource.as_deref() == Some("pods"))
+        .count();
+    assert!(
+        relists >= 2,
+        "the pod informer relisted after 410 Gone ({relists} lists)"
+    );
+}
