@@ -177,3 +177,40 @@ fn kubectl_should_wait_for_a_job_to_complete() {
     let pods = ok(&c, &["get", "pods", "-l", "job-name=x"]);
     assert!(pods.contains("Completed"), "{pods}");
 }
+
+/// Incidents scripted with kubectl alone: a node's kubelet stops posting
+/// (its Ready condition goes Unknown), and a pod starts crash-looping (the
+/// stages annotation).
+#[test]
+fn kubectl_should_script_a_node_down_and_a_crash_loop() {
+    let c = Standalone::start(&["--nodes", "2"]);
+    ok(&c, &["create", "deployment", "web", "--image=nginx:1.27", "--replicas=2"]);
+    ok(&c, &["rollout", "status", "deploy/web", "--timeout=60s"]);
+    ok(&c, &["patch", "node", "node-2", "--subresource=status", "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"Unknown","reason":"NodeStatusUnknown","message":"Kubelet stopped posting node status."}]}}"#]);
+    let mut nodes = String::new();
+    for _ in 0..50 {
+        nodes = ok(&c, &["get", "node", "node-2", "-o", "jsonpath={.spec.taints[*].key}"]);
+        if nodes.contains("unreachable") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(nodes.contains("node.kubernetes.io/unreachable"), "{nodes}");
+    let status = ok(&c, &["get", "nodes"]);
+    assert!(status.contains("node-2   NotReady"), "{status}");
+
+    let pod = ok(&c, &["get", "pods", "-l", "app=web", "--field-selector", "spec.nodeName=node-1", "-o", "jsonpath={.items[0].metadata.name}"]);
+    ok(&c, &["annotate", "pod", &pod, "stages.fake.kopf.dev/fail=CrashLoopBackOff"]);
+    let mut reason = String::new();
+    for _ in 0..50 {
+        reason = ok(&c, &["get", "pod", &pod, "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"]);
+        if reason == "CrashLoopBackOff" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(reason, "CrashLoopBackOff");
+    let listed = ok(&c, &["get", "pod", &pod]);
+    assert!(listed.contains("CrashLoopBackOff"), "{listed}");
+}
