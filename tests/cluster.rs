@@ -184,13 +184,40 @@ fn kubectl_should_wait_for_a_job_to_complete() {
 #[test]
 fn kubectl_should_script_a_node_down_and_a_crash_loop() {
     let c = Standalone::start(&["--nodes", "2"]);
-    ok(&c, &["create", "deployment", "web", "--image=nginx:1.27", "--replicas=2"]);
+    ok(
+        &c,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--replicas=2",
+        ],
+    );
     ok(&c, &["rollout", "status", "deploy/web", "--timeout=60s"]);
-    ok(&c, &["patch", "node", "node-2", "--subresource=status", "-p",
-        r#"{"status":{"conditions":[{"type":"Ready","status":"Unknown","reason":"NodeStatusUnknown","message":"Kubelet stopped posting node status."}]}}"#]);
+    ok(
+        &c,
+        &[
+            "patch",
+            "node",
+            "node-2",
+            "--subresource=status",
+            "-p",
+            r#"{"status":{"conditions":[{"type":"Ready","status":"Unknown","reason":"NodeStatusUnknown","message":"Kubelet stopped posting node status."}]}}"#,
+        ],
+    );
     let mut nodes = String::new();
     for _ in 0..50 {
-        nodes = ok(&c, &["get", "node", "node-2", "-o", "jsonpath={.spec.taints[*].key}"]);
+        nodes = ok(
+            &c,
+            &[
+                "get",
+                "node",
+                "node-2",
+                "-o",
+                "jsonpath={.spec.taints[*].key}",
+            ],
+        );
         if nodes.contains("unreachable") {
             break;
         }
@@ -200,11 +227,40 @@ fn kubectl_should_script_a_node_down_and_a_crash_loop() {
     let status = ok(&c, &["get", "nodes"]);
     assert!(status.contains("node-2   NotReady"), "{status}");
 
-    let pod = ok(&c, &["get", "pods", "-l", "app=web", "--field-selector", "spec.nodeName=node-1", "-o", "jsonpath={.items[0].metadata.name}"]);
-    ok(&c, &["annotate", "pod", &pod, "stages.fake.kopf.dev/fail=CrashLoopBackOff"]);
+    let pod = ok(
+        &c,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "--field-selector",
+            "spec.nodeName=node-1",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    );
+    ok(
+        &c,
+        &[
+            "annotate",
+            "pod",
+            &pod,
+            "stages.fake.kopf.dev/fail=CrashLoopBackOff",
+        ],
+    );
     let mut reason = String::new();
     for _ in 0..50 {
-        reason = ok(&c, &["get", "pod", &pod, "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"]);
+        reason = ok(
+            &c,
+            &[
+                "get",
+                "pod",
+                &pod,
+                "-o",
+                "jsonpath={.status.containerStatuses[0].state.waiting.reason}",
+            ],
+        );
         if reason == "CrashLoopBackOff" {
             break;
         }
@@ -213,4 +269,52 @@ fn kubectl_should_script_a_node_down_and_a_crash_loop() {
     assert_eq!(reason, "CrashLoopBackOff");
     let listed = ok(&c, &["get", "pod", &pod]);
     assert!(listed.contains("CrashLoopBackOff"), "{listed}");
+}
+
+/// `kubectl drain` evicts a node's pods through `pods/eviction`, one at a
+/// time as the PodDisruptionBudget allows, while the Deployment replaces
+/// them on the other node.
+#[test]
+fn kubectl_should_drain_a_node_within_a_disruption_budget() {
+    let c = Standalone::start(&["--nodes", "2"]);
+    ok(
+        &c,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--replicas=4",
+        ],
+    );
+    ok(
+        &c,
+        &[
+            "create",
+            "pdb",
+            "web",
+            "--selector=app=web",
+            "--min-available=3",
+        ],
+    );
+    ok(&c, &["rollout", "status", "deploy/web", "--timeout=60s"]);
+    let drained = ok(
+        &c,
+        &["drain", "node-1", "--ignore-daemonsets", "--timeout=90s"],
+    );
+    assert!(drained.contains("node/node-1 drained"), "{drained}");
+    ok(&c, &["rollout", "status", "deploy/web", "--timeout=60s"]);
+    let nodes = ok(
+        &c,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ],
+    );
+    assert!(nodes.split_whitespace().all(|n| n == "node-2"), "{nodes}");
+    assert_eq!(nodes.split_whitespace().count(), 4, "{nodes}");
 }

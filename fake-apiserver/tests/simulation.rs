@@ -670,3 +670,102 @@ async fn a_rollout_should_complete_through_injected_faults() {
         "the pod informer relisted after 410 Gone ({relists} lists)"
     );
 }
+
+/// `pods/eviction` honours a PodDisruptionBudget, as `kubectl drain` needs:
+/// allowed while a disruption is left, then 429 with kube's message.
+#[tokio::test(start_paused = true)]
+async fn evictions_should_respect_disruption_budgets() {
+    let server = cluster(1);
+    let client = server.client();
+    let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
+    deployments
+        .create(&PostParams::default(), &deployment("web", 3, "nginx:1.27"))
+        .await
+        .unwrap();
+    post(&client, "/apis/policy/v1/namespaces/default/poddisruptionbudgets", json!({
+        "metadata": {"name": "web"}, "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}
+    })).await;
+    assert!(
+        until(Duration::from_secs(60), || available(
+            &deployments,
+            "web",
+            3
+        ))
+        .await
+    );
+    assert!(
+        until(Duration::from_secs(10), || async {
+            get(
+                &client,
+                "/apis/policy/v1/namespaces/default/poddisruptionbudgets/web",
+            )
+            .await["status"]["disruptionsAllowed"]
+                == 1
+        })
+        .await
+    );
+    let pdb = get(
+        &client,
+        "/apis/policy/v1/namespaces/default/poddisruptionbudgets/web",
+    )
+    .await;
+    assert_eq!(
+        (
+            pdb["status"]["expectedPods"].clone(),
+            pdb["status"]["currentHealthy"].clone(),
+            pdb["status"]["desiredHealthy"].clone()
+        ),
+        (json!(3), json!(3), json!(2))
+    );
+    let pods = get(
+        &client,
+        "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb",
+    )
+    .await;
+    let names: Vec<String> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    let evict = |name: &str| {
+        let req = http::Request::post(format!("/api/v1/namespaces/default/pods/{name}/eviction"))
+            .header("content-type", "application/json")
+            .body(json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": "default"}}).to_string().into_bytes())
+            .unwrap();
+        let client = client.clone();
+        async move { client.request::<serde_json::Value>(req).await }
+    };
+    evict(&names[0]).await.unwrap();
+    match evict(&names[1]).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!((e.code, e.reason.as_str()), (429, "TooManyRequests"));
+            assert_eq!(
+                e.message,
+                "Cannot evict pod as it would violate the pod's disruption budget."
+            );
+        }
+        other => panic!("a second eviction within the budget's window: {other:?}"),
+    }
+    // Once the replacement is ready, the budget allows one again.
+    assert!(
+        until(Duration::from_secs(60), || available(
+            &deployments,
+            "web",
+            3
+        ))
+        .await
+    );
+    assert!(
+        until(Duration::from_secs(10), || async {
+            get(
+                &client,
+                "/apis/policy/v1/namespaces/default/poddisruptionbudgets/web",
+            )
+            .await["status"]["disruptionsAllowed"]
+                == 1
+        })
+        .await
+    );
+    evict(&names[1]).await.unwrap();
+}

@@ -22,6 +22,7 @@
 //! `registry::rest::Objects`, the simulation goes through HTTP.
 
 mod deployment;
+mod disruption;
 mod endpoints;
 pub mod gc;
 mod index;

@@ -23,7 +23,7 @@ use tokio::{
 use crate::{
     apimachinery::clock::Clock,
     controllers::{
-        deployment, endpoints, job, kubelet, namespaces, nodes, replicaset,
+        deployment, disruption, endpoints, job, kubelet, namespaces, nodes, replicaset,
         resources::{key_of, rv_of, Res},
         scheduler,
         selection::Ctl,
@@ -344,6 +344,7 @@ async fn sync(sim: &mut Sim, work: Work) {
         Ctl::Job => job::sync(sim, &key).await,
         Ctl::StatefulSet => statefulset::sync(sim, &key).await,
         Ctl::Volumes => volumes::sync(sim, &key).await,
+        Ctl::Disruption => disruption::sync(sim, &key).await,
     };
     match result {
         Ok(()) => {
@@ -387,6 +388,7 @@ fn routes(sim: &Sim, res: Res, old: Option<&Value>, new: Option<&Value>) -> Vec<
                 work.extend(job::routes_for_pod(pod));
                 work.extend(statefulset::routes_for_pod(pod));
                 work.extend(volumes::routes_for_pod(pod));
+                work.extend(disruption::routes_for_pod(sim, pod));
             }
             work.extend(endpoints::routes_for_pod(sim, old, new));
         }
@@ -403,6 +405,7 @@ fn routes(sim: &Sim, res: Res, old: Option<&Value>, new: Option<&Value>) -> Vec<
         }
         Res::PersistentVolumes => work.extend(volumes::routes_for_volume(obj)),
         Res::StorageClasses => {}
+        Res::PodDisruptionBudgets => work.push((Ctl::Disruption, key)),
         Res::Services => work.push((Ctl::Endpoints, key)),
         Res::Endpoints | Res::EndpointSlices => {
             work.extend(endpoints::routes_for_endpoints(res, obj));

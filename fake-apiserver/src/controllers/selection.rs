@@ -27,6 +27,8 @@ pub enum Ctl {
     StatefulSet,
     /// Claims are bound to volumes the default StorageClass provisions.
     Volumes,
+    /// PodDisruptionBudgets get their status (what evictions read).
+    Disruption,
 }
 
 /// The names accepted in `--controllers`, and what each turns on.
@@ -42,6 +44,7 @@ pub const NAMES: &[(&str, Option<Ctl>)] = &[
     ("job", Some(Ctl::Job)),
     ("statefulset", Some(Ctl::StatefulSet)),
     ("persistentvolume-binder", Some(Ctl::Volumes)),
+    ("disruption", Some(Ctl::Disruption)),
     // Runs inside the API server's verbs, at once.
     ("garbagecollector", None),
 ];
@@ -167,6 +170,7 @@ impl Selection {
                 Some(Ctl::StatefulSet) => {
                     add(&[Res::StatefulSets, Res::Pods, Res::PersistentVolumeClaims])
                 }
+                Some(Ctl::Disruption) => add(&[Res::PodDisruptionBudgets, Res::Pods]),
                 Some(Ctl::Volumes) => add(&[
                     Res::PersistentVolumeClaims,
                     Res::PersistentVolumes,

@@ -114,8 +114,8 @@ impl ApiService {
         } else if sub.as_deref() == Some("scale") {
             self.scale(parts, &q, &body, &t)
                 .unwrap_or_else(Answer::Error)
-        } else if sub.as_deref() == Some("binding") {
-            self.binding(parts, &q, &body, &t)
+        } else if matches!(sub.as_deref(), Some("binding" | "eviction")) {
+            self.action(parts, &q, &body, &t, sub.as_deref().unwrap_or_default())
                 .unwrap_or_else(Answer::Error)
         } else if admitted {
             self.admitted(parts, &q, body, &t, sub.as_deref())
@@ -190,19 +190,25 @@ impl ApiService {
         }))
     }
 
-    /// `pods/NAME/binding`: POST a Binding.
-    fn binding(
+    /// `pods/NAME/binding` and `pods/NAME/eviction`: POST a Binding or an
+    /// Eviction.
+    fn action(
         &self,
         parts: &http::request::Parts,
         q: &Query,
         body: &Bytes,
         t: &Target,
+        sub: &str,
     ) -> Result<Answer, ApiError> {
         if parts.method != Method::POST {
             return Err(ApiError::method_not_allowed());
         }
-        let binding = decode_object(body, &header_of(parts, header::CONTENT_TYPE))?;
-        Ok(Answer::reply(self.shared.api.bind(t, &binding, q.dry_run)?))
+        let posted = decode_object(body, &header_of(parts, header::CONTENT_TYPE))?;
+        let api = &self.shared.api;
+        Ok(Answer::reply(match sub {
+            "binding" => api.bind(t, &posted, q.dry_run)?,
+            _ => api.evict(t, &posted)?,
+        }))
     }
 
     /// `/scale`: GET, PUT or PATCH an `autoscaling/v1` Scale.

@@ -328,12 +328,19 @@ pub struct Action {
 }
 
 impl Kind {
-    /// The create-only subresources of this kind (`pods/binding`).
+    /// The create-only subresources of this kind (`pods/binding`,
+    /// `pods/eviction`).
     pub fn actions(&self) -> &'static [Action] {
-        const POD_ACTIONS: &[Action] = &[Action {
-            name: "binding",
-            posts: ("", "v1", "Binding"),
-        }];
+        const POD_ACTIONS: &[Action] = &[
+            Action {
+                name: "binding",
+                posts: ("", "v1", "Binding"),
+            },
+            Action {
+                name: "eviction",
+                posts: ("policy", "v1", "Eviction"),
+            },
+        ];
         if !self.custom && self.key.group.is_empty() && self.key.plural == "pods" {
             POD_ACTIONS
         } else {

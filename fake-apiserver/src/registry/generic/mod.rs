@@ -16,6 +16,7 @@ mod binding;
 mod checks;
 mod create;
 mod delete;
+mod eviction;
 mod lifecycle;
 mod read;
 mod scale;
