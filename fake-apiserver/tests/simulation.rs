@@ -769,3 +769,66 @@ async fn evictions_should_respect_disruption_budgets() {
     );
     evict(&names[1]).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_daemon_set_should_run_one_pod_per_eligible_node() {
+    let server = cluster(3);
+    let client = server.client();
+    post(&client, "/apis/apps/v1/namespaces/kube-system/daemonsets", json!({
+        "metadata": {"name": "agent"},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                 "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "a", "image": "agent:1"}]}}}
+    })).await;
+    let ds = || {
+        get(
+            &client,
+            "/apis/apps/v1/namespaces/kube-system/daemonsets/agent",
+        )
+    };
+    assert!(
+        until(Duration::from_secs(60), || async {
+            ds().await["status"]["numberReady"] == 3
+        })
+        .await
+    );
+    let pods = get(
+        &client,
+        "/api/v1/namespaces/kube-system/pods?labelSelector=app%3Dagent",
+    )
+    .await;
+    let mut nodes: Vec<String> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap().to_string())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, ["node-1", "node-2", "node-3"]);
+    // A node the daemon does not tolerate loses its pod; a cordoned one keeps it.
+    let nodes_api: Api<Node> = Api::all(client.clone());
+    nodes_api
+        .patch(
+            "node-3",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"taints": [{"key": "gpu", "effect": "NoSchedule"}]}})),
+        )
+        .await
+        .unwrap();
+    nodes_api
+        .patch(
+            "node-2",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"unschedulable": true}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        until(Duration::from_secs(60), || async {
+            let s = ds().await["status"].clone();
+            s["desiredNumberScheduled"] == 2
+                && s["numberReady"] == 2
+                && s["numberMisscheduled"] == 0
+        })
+        .await
+    );
+}

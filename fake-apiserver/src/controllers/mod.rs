@@ -21,6 +21,7 @@
 //! Never names `registry::generic`: the GC sees the registry as
 //! `registry::rest::Objects`, the simulation goes through HTTP.
 
+mod daemonset;
 mod deployment;
 mod disruption;
 mod endpoints;

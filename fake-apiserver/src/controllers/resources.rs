@@ -19,6 +19,7 @@ pub(crate) enum Res {
     PersistentVolumes,
     StorageClasses,
     PodDisruptionBudgets,
+    DaemonSets,
     Services,
     Endpoints,
     EndpointSlices,
@@ -60,6 +61,7 @@ impl Res {
                 "PodDisruptionBudget",
                 true,
             ),
+            Res::DaemonSets => ("apps", "v1", "daemonsets", "DaemonSet", true),
             Res::Services => ("", "v1", "services", "Service", true),
             Res::Endpoints => ("", "v1", "endpoints", "Endpoints", true),
             Res::EndpointSlices => (

@@ -23,7 +23,7 @@ use tokio::{
 use crate::{
     apimachinery::clock::Clock,
     controllers::{
-        deployment, disruption, endpoints, job, kubelet, namespaces, nodes, replicaset,
+        daemonset, deployment, disruption, endpoints, job, kubelet, namespaces, nodes, replicaset,
         resources::{key_of, rv_of, Res},
         scheduler,
         selection::Ctl,
@@ -345,6 +345,7 @@ async fn sync(sim: &mut Sim, work: Work) {
         Ctl::StatefulSet => statefulset::sync(sim, &key).await,
         Ctl::Volumes => volumes::sync(sim, &key).await,
         Ctl::Disruption => disruption::sync(sim, &key).await,
+        Ctl::DaemonSet => daemonset::sync(sim, &key).await,
     };
     match result {
         Ok(()) => {
@@ -375,6 +376,7 @@ fn routes(sim: &Sim, res: Res, old: Option<&Value>, new: Option<&Value>) -> Vec<
             work.push((Ctl::Nodes, key.clone()));
             work.extend(scheduler::routes_for_node(sim));
             work.extend(kubelet::routes_for_node(sim, &key));
+            work.extend(daemonset::routes_for_node(sim));
         }
         Res::Pods => {
             work.push((Ctl::Scheduler, key.clone()));
@@ -389,6 +391,7 @@ fn routes(sim: &Sim, res: Res, old: Option<&Value>, new: Option<&Value>) -> Vec<
                 work.extend(statefulset::routes_for_pod(pod));
                 work.extend(volumes::routes_for_pod(pod));
                 work.extend(disruption::routes_for_pod(sim, pod));
+                work.extend(daemonset::routes_for_pod(pod));
             }
             work.extend(endpoints::routes_for_pod(sim, old, new));
         }
@@ -406,6 +409,7 @@ fn routes(sim: &Sim, res: Res, old: Option<&Value>, new: Option<&Value>) -> Vec<
         Res::PersistentVolumes => work.extend(volumes::routes_for_volume(obj)),
         Res::StorageClasses => {}
         Res::PodDisruptionBudgets => work.push((Ctl::Disruption, key)),
+        Res::DaemonSets => work.push((Ctl::DaemonSet, key)),
         Res::Services => work.push((Ctl::Endpoints, key)),
         Res::Endpoints | Res::EndpointSlices => {
             work.extend(endpoints::routes_for_endpoints(res, obj));

@@ -79,7 +79,7 @@ fn term_holds(term: &Value, node: &Value) -> bool {
 }
 
 /// `nodeSelector` and required node affinity.
-fn affinity_holds(pod: &Value, node: &Value) -> bool {
+pub(crate) fn affinity_holds(pod: &Value, node: &Value) -> bool {
     let labels = &node["metadata"]["labels"];
     let selector_ok = pod["spec"]["nodeSelector"]
         .as_object()
@@ -114,7 +114,7 @@ fn tolerates(toleration: &Value, taint: &Value) -> bool {
 }
 
 /// The first taint the pod does not tolerate, among those that keep pods off.
-fn untolerated<'a>(pod: &Value, node: &'a Value) -> Option<&'a Value> {
+pub(crate) fn untolerated<'a>(pod: &Value, node: &'a Value) -> Option<&'a Value> {
     let tolerations: Vec<&Value> = pod["spec"]["tolerations"]
         .as_array()
         .into_iter()

@@ -29,6 +29,8 @@ pub enum Ctl {
     Volumes,
     /// PodDisruptionBudgets get their status (what evictions read).
     Disruption,
+    /// DaemonSets run a pod on every eligible node.
+    DaemonSet,
 }
 
 /// The names accepted in `--controllers`, and what each turns on.
@@ -45,6 +47,7 @@ pub const NAMES: &[(&str, Option<Ctl>)] = &[
     ("statefulset", Some(Ctl::StatefulSet)),
     ("persistentvolume-binder", Some(Ctl::Volumes)),
     ("disruption", Some(Ctl::Disruption)),
+    ("daemonset", Some(Ctl::DaemonSet)),
     // Runs inside the API server's verbs, at once.
     ("garbagecollector", None),
 ];
@@ -170,6 +173,7 @@ impl Selection {
                 Some(Ctl::StatefulSet) => {
                     add(&[Res::StatefulSets, Res::Pods, Res::PersistentVolumeClaims])
                 }
+                Some(Ctl::DaemonSet) => add(&[Res::DaemonSets, Res::Nodes, Res::Pods]),
                 Some(Ctl::Disruption) => add(&[Res::PodDisruptionBudgets, Res::Pods]),
                 Some(Ctl::Volumes) => add(&[
                     Res::PersistentVolumeClaims,
