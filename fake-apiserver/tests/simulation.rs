@@ -832,3 +832,40 @@ async fn a_daemon_set_should_run_one_pod_per_eligible_node() {
         .await
     );
 }
+
+/// A CronJob on the cluster's clock: an hour of virtual time runs its
+/// twelve five-minute Jobs in no wall time, and only the history limits'
+/// worth of finished Jobs stays.
+#[tokio::test(start_paused = true)]
+async fn a_cron_job_should_run_on_schedule_in_virtual_time() {
+    let server = cluster(1);
+    let client = server.client();
+    post(&client, "/apis/batch/v1/namespaces/default/cronjobs", json!({
+        "metadata": {"name": "tick"},
+        "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36"}]}}}}}
+    })).await;
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    let cj = get(&client, "/apis/batch/v1/namespaces/default/cronjobs/tick").await;
+    assert!(cj["status"]["lastScheduleTime"].is_string(), "{cj}");
+    assert!(cj["status"]["lastSuccessfulTime"].is_string(), "{cj}");
+    let created = server
+        .journal()
+        .entries(&fake_apiserver::testing::journal::Filter {
+            verb: Some("create".into()),
+            resource: Some("jobs.batch".into()),
+            ..Default::default()
+        });
+    assert_eq!(created.len(), 12, "one Job every five minutes for an hour");
+    let jobs = get(&client, "/apis/batch/v1/namespaces/default/jobs").await;
+    let left = jobs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["metadata"]["deletionTimestamp"].is_null())
+        .count();
+    assert!(
+        left <= 4,
+        "three successful Jobs kept (and at most the one running): {left}"
+    );
+}

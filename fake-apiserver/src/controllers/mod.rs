@@ -21,6 +21,8 @@
 //! Never names `registry::generic`: the GC sees the registry as
 //! `registry::rest::Objects`, the simulation goes through HTTP.
 
+mod cron;
+mod cronjob;
 mod daemonset;
 mod deployment;
 mod disruption;

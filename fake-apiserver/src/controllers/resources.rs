@@ -20,6 +20,7 @@ pub(crate) enum Res {
     StorageClasses,
     PodDisruptionBudgets,
     DaemonSets,
+    CronJobs,
     Services,
     Endpoints,
     EndpointSlices,
@@ -62,6 +63,7 @@ impl Res {
                 true,
             ),
             Res::DaemonSets => ("apps", "v1", "daemonsets", "DaemonSet", true),
+            Res::CronJobs => ("batch", "v1", "cronjobs", "CronJob", true),
             Res::Services => ("", "v1", "services", "Service", true),
             Res::Endpoints => ("", "v1", "endpoints", "Endpoints", true),
             Res::EndpointSlices => (

@@ -23,7 +23,8 @@ use tokio::{
 use crate::{
     apimachinery::clock::Clock,
     controllers::{
-        daemonset, deployment, disruption, endpoints, job, kubelet, namespaces, nodes, replicaset,
+        cronjob, daemonset, deployment, disruption, endpoints, job, kubelet, namespaces, nodes,
+        replicaset,
         resources::{key_of, rv_of, Res},
         scheduler,
         selection::Ctl,
@@ -346,6 +347,7 @@ async fn sync(sim: &mut Sim, work: Work) {
         Ctl::Volumes => volumes::sync(sim, &key).await,
         Ctl::Disruption => disruption::sync(sim, &key).await,
         Ctl::DaemonSet => daemonset::sync(sim, &key).await,
+        Ctl::CronJob => cronjob::sync(sim, &key).await,
     };
     match result {
         Ok(()) => {
@@ -400,7 +402,11 @@ fn routes(sim: &Sim, res: Res, old: Option<&Value>, new: Option<&Value>) -> Vec<
             work.extend(deployment::routes_for_replica_set(sim, obj));
         }
         Res::Deployments => work.push((Ctl::Deployment, key)),
-        Res::Jobs => work.push((Ctl::Job, key)),
+        Res::Jobs => {
+            work.push((Ctl::Job, key));
+            work.extend(cronjob::routes_for_job(obj));
+        }
+        Res::CronJobs => work.push((Ctl::CronJob, key)),
         Res::StatefulSets => work.push((Ctl::StatefulSet, key)),
         Res::PersistentVolumeClaims => {
             work.push((Ctl::Volumes, key));

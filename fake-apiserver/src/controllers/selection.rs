@@ -31,6 +31,8 @@ pub enum Ctl {
     Disruption,
     /// DaemonSets run a pod on every eligible node.
     DaemonSet,
+    /// CronJobs make Jobs on schedule.
+    CronJob,
 }
 
 /// The names accepted in `--controllers`, and what each turns on.
@@ -48,6 +50,7 @@ pub const NAMES: &[(&str, Option<Ctl>)] = &[
     ("persistentvolume-binder", Some(Ctl::Volumes)),
     ("disruption", Some(Ctl::Disruption)),
     ("daemonset", Some(Ctl::DaemonSet)),
+    ("cronjob", Some(Ctl::CronJob)),
     // Runs inside the API server's verbs, at once.
     ("garbagecollector", None),
 ];
@@ -173,6 +176,7 @@ impl Selection {
                 Some(Ctl::StatefulSet) => {
                     add(&[Res::StatefulSets, Res::Pods, Res::PersistentVolumeClaims])
                 }
+                Some(Ctl::CronJob) => add(&[Res::CronJobs, Res::Jobs]),
                 Some(Ctl::DaemonSet) => add(&[Res::DaemonSets, Res::Nodes, Res::Pods]),
                 Some(Ctl::Disruption) => add(&[Res::PodDisruptionBudgets, Res::Pods]),
                 Some(Ctl::Volumes) => add(&[
