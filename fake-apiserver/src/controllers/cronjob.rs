@@ -96,7 +96,8 @@ pub(crate) async fn sync(sim: &mut Sim, key: &str) -> Result<(), kube::Error> {
             .is_some_and(|d| late > d);
         let suspended = cj["spec"]["suspend"] == true;
         let policy = cj["spec"]["concurrencyPolicy"].as_str().unwrap_or("Allow");
-        if !missed && !suspended && !(policy == "Forbid" && !active.is_empty()) {
+        let blocked = policy == "Forbid" && !active.is_empty();
+        if !(missed || suspended || blocked) {
             if policy == "Replace" {
                 for job in active.drain(..) {
                     sim.delete(WHO, Res::Jobs, &key_of(&job), None).await?;
