@@ -38,12 +38,15 @@
 //!   ([`Api`](registry::generic::Api)).
 //! - [`auth`]: who a request is and what it may do (today: the
 //!   administrator, everything allowed), and the review APIs.
-//! - [`controllers`] (garbage collection), `admission` (webhooks),
-//!   [`testing`] (watch injection, fault rules, the journal).
+//! - [`controllers`] (garbage collection, and the simulated cluster: nodes,
+//!   scheduler, kubelets and workload controllers, clients of the server
+//!   through HTTP), `admission` (webhooks), [`testing`] (watch injection,
+//!   fault rules, the journal).
 //! - [`endpoints`]: HTTP: routing, discovery, OpenAPI, bodies and answers
 //!   ([`ApiService`]), and the control API under `/_fake/v1`.
 //! - `server` ([`FakeApiServer`]): in-process handle, TCP serving,
-//!   kubeconfig, loading files; and the `fake-apiserver` binary on top.
+//!   kubeconfig, loading files, starting the simulated cluster; and the
+//!   `fake-apiserver` binary on top.
 #![deny(missing_docs)]
 
 mod admission;
