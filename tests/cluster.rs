@@ -318,3 +318,72 @@ fn kubectl_should_drain_a_node_within_a_disruption_budget() {
     assert!(nodes.split_whitespace().all(|n| n == "node-2"), "{nodes}");
     assert_eq!(nodes.split_whitespace().count(), 4, "{nodes}");
 }
+
+/// The incidents through the control API's subcommands.
+#[test]
+fn the_subcommands_should_take_a_node_down_and_fail_a_pod() {
+    let c = Standalone::start(&["--nodes", "2", "--control"]);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(support::binary())
+            .args(args)
+            .args(["--server", &c.url])
+            .output()
+            .expect("the binary runs");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ok(&c, &["run", "p", "--image=nginx:1.27"]);
+    ok(
+        &c,
+        &["wait", "--for=condition=Ready", "pod/p", "--timeout=30s"],
+    );
+    run(&["node", "down", "node-2"]);
+    let nodes = ok(&c, &["get", "nodes"]);
+    assert!(nodes.contains("node-2   NotReady"), "{nodes}");
+    run(&["node", "up", "node-2"]);
+    let nodes = ok(&c, &["get", "nodes"]);
+    assert!(nodes.contains("node-2   Ready"), "{nodes}");
+    run(&["pod", "fail", "default/p", "--failure", "OOMKilled"]);
+    let mut reason = String::new();
+    for _ in 0..50 {
+        reason = ok(
+            &c,
+            &[
+                "get",
+                "pod",
+                "p",
+                "-o",
+                "jsonpath={.status.containerStatuses[0].lastState.terminated.reason}",
+            ],
+        );
+        if reason == "OOMKilled" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(reason, "OOMKilled");
+    let (success, _, err) = c.kubectl(&["get", "pod", "nope"]);
+    assert!(!success && err.contains("NotFound"), "{err}");
+    let out = std::process::Command::new(support::binary())
+        .args([
+            "pod",
+            "fail",
+            "default/p",
+            "--failure",
+            "Meltdown",
+            "--server",
+            &c.url,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown failure \"Meltdown\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

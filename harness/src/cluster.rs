@@ -94,12 +94,7 @@ impl Cluster {
     /// # Errors
     /// When there is no such node, or the cluster is not the fake.
     pub fn node_down(&self, node: &str) -> Result<(), HarnessError> {
-        self.node_ready(
-            node,
-            "Unknown",
-            "NodeStatusUnknown",
-            "Kubelet stopped posting node status.",
-        )
+        self.node_ready(node, false)
     }
 
     /// Brings a node back: `Ready` again; its kubelet runs its pods again.
@@ -107,58 +102,14 @@ impl Cluster {
     /// # Errors
     /// When there is no such node, or the cluster is not the fake.
     pub fn node_up(&self, node: &str) -> Result<(), HarnessError> {
-        self.node_ready(
-            node,
-            "True",
-            "KubeletReady",
-            "kubelet is posting ready status",
-        )
+        self.node_ready(node, true)
     }
 
-    fn node_ready(
-        &self,
-        node: &str,
-        status: &str,
-        reason: &str,
-        message: &str,
-    ) -> Result<(), HarnessError> {
+    fn node_ready(&self, node: &str, up: bool) -> Result<(), HarnessError> {
         let server = self.fake("taking nodes down")?;
-        let t = Target {
-            kind: server
-                .api()
-                .resources
-                .lookup("", "v1", "nodes")
-                .ok_or_else(|| HarnessError::Refused("nodes are not served".into()))?,
-            version: "v1".into(),
-            namespace: String::new(),
-            name: node.into(),
-        };
-        let current = server
-            .api()
-            .get(&t)
-            .map_err(|e| HarnessError::Refused(e.to_string()))?;
-        let mut obj: Value = serde_json::from_slice(&current.body)
-            .map_err(|e| HarnessError::Refused(e.to_string()))?;
         let now = server.api().clock.rfc3339();
-        let conditions = obj["status"]["conditions"]
-            .as_array_mut()
-            .ok_or_else(|| HarnessError::Refused(format!("node {node} has no conditions")))?;
-        for c in conditions.iter_mut() {
-            c["status"] = Value::from(if c["type"] == "Ready" {
-                status
-            } else if status == "True" {
-                "False"
-            } else {
-                "Unknown"
-            });
-            if c["type"] == "Ready" {
-                c["reason"] = Value::from(reason);
-                c["message"] = Value::from(message);
-                c["lastTransitionTime"] = Value::from(now.clone());
-            }
-        }
-        let patch = serde_json::json!({"status": {"conditions": obj["status"]["conditions"]}});
-        merge_patch(server, &t, &patch, Endpoint::Status).map(|_| ())
+        fake_apiserver::controllers::incidents::set_node_ready(&**server.api(), node, up, &now)
+            .map_err(|e| HarnessError::Refused(e.to_string()))
     }
 
     /// Makes a pod's containers misbehave from now on, as the stages
@@ -176,24 +127,14 @@ impl Cluster {
         exit_code: Option<i32>,
     ) -> Result<(), HarnessError> {
         let server = self.fake("failing pods")?;
-        let t = Target {
-            kind: server
-                .api()
-                .resources
-                .lookup("", "v1", "pods")
-                .ok_or_else(|| HarnessError::Refused("pods are not served".into()))?,
-            version: "v1".into(),
-            namespace: namespace.into(),
-            name: pod.into(),
-        };
-        let prefix = fake_apiserver::controllers::stages::ANNOTATION_PREFIX;
-        let mut annotations = serde_json::Map::new();
-        annotations.insert(format!("{prefix}fail"), Value::from(failure));
-        if let Some(code) = exit_code {
-            annotations.insert(format!("{prefix}exit-code"), Value::from(code.to_string()));
-        }
-        let patch = serde_json::json!({"metadata": {"annotations": annotations}});
-        merge_patch(server, &t, &patch, Endpoint::Main).map(|_| ())
+        fake_apiserver::controllers::incidents::fail_pod(
+            &**server.api(),
+            namespace,
+            pod,
+            failure,
+            exit_code,
+        )
+        .map_err(|e| HarnessError::Refused(e.to_string()))
     }
 
     /// A cluster around an existing server.

@@ -7,6 +7,8 @@
 //! fake-apiserver fault add --verb patch --resource configmaps --status 409 --times 2
 //! fake-apiserver inject --resource configmaps --action cut
 //! fake-apiserver journal --writes --normalized
+//! fake-apiserver node down node-2
+//! fake-apiserver pod fail default/db-1 --failure CrashLoopBackOff --exit-code 1
 //! ```
 
 use std::{net::IpAddr, path::PathBuf, process::ExitCode};
@@ -120,6 +122,32 @@ enum Command {
         /// For `cut`: events still delivered first.
         #[arg(long, default_value_t = 0)]
         after: usize,
+    },
+    /// Take a node of the simulated cluster down (`Ready` becomes Unknown) or bring it back.
+    Node {
+        #[command(flatten)]
+        target: Target,
+        /// `down` or `up`.
+        #[arg(value_parser = ["down", "up"])]
+        state: String,
+        /// The node (`node-1`...).
+        name: String,
+    },
+    /// Make a pod's containers fail from now on (the stages annotations).
+    Pod {
+        #[command(flatten)]
+        target: Target,
+        /// `fail`.
+        #[arg(value_parser = ["fail"])]
+        action: String,
+        /// `NAMESPACE/NAME` (or `NAME` in `default`).
+        pod: String,
+        /// CrashLoopBackOff, OOMKilled, ImagePullBackOff, ErrImagePull or NeverReady.
+        #[arg(long, default_value = "CrashLoopBackOff")]
+        failure: String,
+        /// The exit code of a crash loop's runs.
+        #[arg(long)]
+        exit_code: Option<i32>,
     },
     /// Manage fault rules of a running server.
     Fault {
@@ -421,6 +449,31 @@ async fn control(cmd: Command) -> Result<String, String> {
                 "namespace": namespace, "name": name, "selector": selector, "after": after,
             });
             call(&target, "POST", "/inject", Some(body)).await.map(line)
+        }
+        Command::Node {
+            target,
+            state,
+            name,
+        } => call(&target, "POST", &format!("/nodes/{name}/{state}"), None)
+            .await
+            .map(line),
+        Command::Pod {
+            target,
+            pod,
+            failure,
+            exit_code,
+            ..
+        } => {
+            let (ns, name) = pod.split_once('/').unwrap_or(("default", pod.as_str()));
+            let body = json!({"failure": failure, "exitCode": exit_code});
+            call(
+                &target,
+                "POST",
+                &format!("/namespaces/{ns}/pods/{name}/fail"),
+                Some(body),
+            )
+            .await
+            .map(line)
         }
         Command::Fault { target, op } => match op {
             FaultOp::Add(rule) => {

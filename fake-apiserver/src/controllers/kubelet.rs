@@ -305,6 +305,10 @@ fn events(
 /// Runs one pod on its node.
 pub(crate) async fn sync(sim: &mut Sim, key: &str) -> Result<(), kube::Error> {
     let Some(pod) = sim.get(Res::Pods, key) else {
+        // Gone: its run is forgotten.
+        if let Some(uid) = sim.kubelet.uid_of.remove(key) {
+            sim.kubelet.runs.remove(&uid);
+        }
         return Ok(());
     };
     let uid = pod["metadata"]["uid"]
@@ -427,6 +431,12 @@ pub(crate) async fn sync(sim: &mut Sim, key: &str) -> Result<(), kube::Error> {
         }
     }
     run.posted = Some(m.clone());
+    // A pod of the same name but a new uid replaces the old one's run.
+    if let Some(old) = sim.kubelet.uid_of.insert(key.to_string(), uid.clone()) {
+        if old != uid {
+            sim.kubelet.runs.remove(&old);
+        }
+    }
     sim.kubelet.runs.insert(uid, run);
     if let Some(next) = m.next {
         sim.after(until(sim, next), Ctl::Kubelet, key, m.steady);

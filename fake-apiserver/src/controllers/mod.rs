@@ -28,6 +28,7 @@ mod deployment;
 mod disruption;
 mod endpoints;
 pub mod gc;
+pub mod incidents;
 mod index;
 mod job;
 mod kubelet;

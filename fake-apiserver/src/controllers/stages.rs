@@ -442,6 +442,8 @@ pub fn moment(
 #[derive(Debug, Default)]
 pub(crate) struct Memory {
     pub(crate) runs: HashMap<String, Run>,
+    /// The uid each pod key had, so that a gone pod's run is forgotten.
+    pub(crate) uid_of: HashMap<String, String>,
     /// Next free address per node.
     pub(crate) next_ip: HashMap<String, u32>,
 }

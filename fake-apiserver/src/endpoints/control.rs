@@ -11,6 +11,8 @@
 //! | GET | `/_fake/v1/firings` | | every firing, in order |
 //! | GET | `/_fake/v1/journal` | `verb`, `resource`, `name`, `namespace`, `manager`, `writes`, `normalized` | JSON lines |
 //! | DELETE | `/_fake/v1/journal` | | clears it |
+//! | POST | `/_fake/v1/nodes/{name}/down`, `/up` | | the node's `Ready` becomes `Unknown`, or `True` |
+//! | POST | `/_fake/v1/namespaces/{ns}/pods/{name}/fail` | `{"failure": "CrashLoopBackOff", "exitCode": 1}` | the pod's containers fail from now on |
 //!
 //! Served only when enabled; when a token is set, every call needs
 //! `Authorization: Bearer <token>`.
@@ -148,6 +150,41 @@ fn route(
         (&Method::DELETE, "/journal") => {
             shared.journal.clear();
             Ok(Answer::value(Value::Object(Default::default())))
+        }
+        (&Method::POST, p) if p.starts_with("/nodes/") => {
+            let rest = &p["/nodes/".len()..];
+            let (node, up) = match rest.rsplit_once('/') {
+                Some((node, "down")) => (node, false),
+                Some((node, "up")) => (node, true),
+                _ => return Err(ApiError::no_route()),
+            };
+            let now = shared.api.clock.rfc3339();
+            crate::controllers::incidents::set_node_ready(&*shared.api, node, up, &now)?;
+            Ok(Answer::value(json!({"node": node, "ready": up})))
+        }
+        (&Method::POST, p) if p.starts_with("/namespaces/") && p.ends_with("/fail") => {
+            let parts: Vec<&str> = p.trim_start_matches('/').split('/').collect();
+            let [_, ns, "pods", pod, "fail"] = parts.as_slice() else {
+                return Err(ApiError::no_route());
+            };
+            #[derive(serde::Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Fail {
+                failure: String,
+                #[serde(default)]
+                exit_code: Option<i32>,
+            }
+            let fail: Fail = parse(body)?;
+            crate::controllers::incidents::fail_pod(
+                &*shared.api,
+                ns,
+                pod,
+                &fail.failure,
+                fail.exit_code,
+            )?;
+            Ok(Answer::value(
+                json!({"pod": format!("{ns}/{pod}"), "failure": fail.failure}),
+            ))
         }
         _ => Err(ApiError::no_route()),
     }

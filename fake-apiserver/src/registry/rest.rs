@@ -124,6 +124,17 @@ pub trait Objects {
     /// Those of an update (404 when the object is gone, 409, 422).
     fn update_with(&self, t: &Target, change: &dyn Fn(&Value) -> Value) -> Result<Reply, ApiError>;
 
+    /// An update of the `/status` of the object `t` names (as a client's
+    /// status write).
+    ///
+    /// # Errors
+    /// Those of an update.
+    fn update_status_with(
+        &self,
+        t: &Target,
+        change: &dyn Fn(&Value) -> Value,
+    ) -> Result<Reply, ApiError>;
+
     /// A DELETE of the object `t` names.
     ///
     /// # Errors

@@ -239,6 +239,14 @@ impl Objects for Api {
         self.replace_with(t, Endpoint::Main, false, None, |old| Ok(change(old)))
     }
 
+    fn update_status_with(
+        &self,
+        t: &Target,
+        change: &dyn Fn(&Value) -> Value,
+    ) -> Result<Reply, ApiError> {
+        self.replace_with(t, Endpoint::Status, false, None, |old| Ok(change(old)))
+    }
+
     fn delete(&self, t: &Target, opts: &DeleteOptions) -> Result<Reply, ApiError> {
         Api::delete(self, t, opts)
     }
