@@ -65,6 +65,9 @@ impl Cluster {
                 .seed(7)
                 .clock(Clock::tokio_from(EPOCH))
                 .controllers(fake_apiserver::controllers::selection::Selection::all())
+                // The controllers' requests are journaled too: room for them
+                // besides the operator's.
+                .journal_limit(200_000)
                 .nodes(nodes)
                 .stages(stages)
                 .build(),
