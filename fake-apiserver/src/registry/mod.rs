@@ -24,4 +24,5 @@ pub mod rest;
 pub mod scale;
 pub mod schema;
 pub mod semantics;
+mod services;
 pub mod webhooks;

@@ -20,6 +20,7 @@ type Defaulter = fn(&mut Value);
 /// The defaulted kinds: (group, plural, defaulter).
 const DEFAULTERS: &[(&str, &str, Defaulter)] = &[
     ("", "secrets", secret),
+    ("", "services", crate::registry::services::defaults),
     ("", "pods", workloads::pod),
     ("", "replicationcontrollers", workloads::replica_set),
     ("apps", "deployments", workloads::deployment),

@@ -13,10 +13,11 @@ use crate::{
         resource_key::ResourceKey,
     },
     registry::{
-        generic::{is_crd, Api, Committed},
+        generic::{is_crd, is_service, Api, Committed},
         resources::Kind,
         rest::{Reply, Target, APPLIED},
         semantics::{self, Endpoint},
+        services,
     },
     storage::object::Change,
 };
@@ -106,6 +107,14 @@ impl Api {
                 },
             );
             obj["apiVersion"] = Value::String(t.kind.api_version(&t.kind.storage_version().name));
+            if is_service(&t.kind) {
+                let existing: Vec<Value> = self
+                    .store
+                    .list(&t.kind.key, None, None, None, 0, &|_| true)
+                    .map(|page| page.items.iter().map(|o| o.value()).collect())
+                    .unwrap_or_default();
+                services::allocate(&mut obj, &existing)?;
+            }
             let target = Target {
                 name: name.clone(),
                 ..t.clone()

@@ -115,6 +115,10 @@ fn is_namespace(kind: &Kind) -> bool {
     kind.key.group.is_empty() && kind.key.plural == "namespaces"
 }
 
+fn is_service(kind: &Kind) -> bool {
+    !kind.custom && kind.key.group.is_empty() && kind.key.plural == "services"
+}
+
 /// The outcome of a write, dry or not.
 enum Committed {
     Written(Written),

@@ -10,10 +10,11 @@ use crate::{
     apimachinery::{errors::ApiError, yaml},
     registry::{
         apply, defaults,
-        generic::{has_spec_finalizers, is_crd, Api, Committed},
+        generic::{has_spec_finalizers, is_crd, is_service, Api, Committed},
         patch::{self, PatchType},
         rest::{Reply, Target, APPLIED},
         semantics::{self, Endpoint},
+        services,
     },
     storage::object::Change,
 };
@@ -250,6 +251,9 @@ impl Api {
             unknown_fields = self.apply_schema(t, &mut new)?;
             semantics::prepare_update(&t.kind, &t.version, &old, &mut new, endpoint)?;
             defaults::apply(&t.kind, &mut new);
+            if is_service(&t.kind) {
+                services::keep_allocated(&old, &mut new);
+            }
             // Field ownership: by the request's manager, or kept up to date
             // once an object has it (server-side apply records its own).
             let tracked = old.pointer("/metadata/managedFields").is_some();
