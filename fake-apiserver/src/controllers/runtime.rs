@@ -270,15 +270,19 @@ async fn run(mut sim: Sim, mut rx: mpsc::UnboundedReceiver<Msg>, shared: Arc<Sha
             next_progress,
         });
         let next_timer = sim.timers.keys().next().map(|(at, _)| *at);
-        tokio::select! {
+        let woken = tokio::select! {
             biased;
-            msg = rx.recv() => match msg {
-                Some(msg) => receive(&mut sim, msg, &shared),
-                None => return,
-            },
-            _ = sleep_until(next_timer) => {}
-        }
+            msg = rx.recv() => Some(msg),
+            _ = sleep_until(next_timer) => None,
+        };
+        // Busy before anything is taken in, so that no observer (on
+        // another thread) sees the cluster quiet with work just queued.
         shared.activity.send_modify(|a| a.busy = true);
+        match woken {
+            Some(Some(msg)) => receive(&mut sim, msg, &shared),
+            Some(None) => return,
+            None => {}
+        }
         let now = Instant::now();
         for (ctl, key) in sim.due(now) {
             sim.enqueue(ctl, key);
