@@ -12,30 +12,16 @@ use serde_json::{json, Value};
 use crate::{
     apimachinery::clock::{format_time, parse_time},
     controllers::{
-        condition, controller_of, controller_ref,
+        condition, controller_ref,
         cron::Schedule,
         int, is_deleting,
         resources::{key_of, Res},
         selection::Ctl,
-        sim::{Identity, Sim, Work},
+        sim::{Identity, Sim},
     },
 };
 
 const WHO: Identity = Identity::ControllerManager("cronjob-controller");
-
-/// A Job changed: its CronJob.
-pub(crate) fn routes_for_job(job: &Value) -> Vec<Work> {
-    match controller_of(job) {
-        Some(owner) if owner["kind"] == "CronJob" => {
-            let ns = job["metadata"]["namespace"].as_str().unwrap_or_default();
-            vec![(
-                Ctl::CronJob,
-                format!("{ns}/{}", owner["name"].as_str().unwrap_or_default()),
-            )]
-        }
-        _ => Vec::new(),
-    }
-}
 
 fn seconds(v: &Value) -> Option<i64> {
     v.as_str().and_then(parse_time).map(|t| t.as_second())

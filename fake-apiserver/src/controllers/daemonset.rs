@@ -9,30 +9,17 @@
 use serde_json::{json, Value};
 
 use crate::controllers::{
-    controller_of, int, is_deleting, pod_finished, pod_ready,
-    replicaset::{available, pod_from_template},
+    int, is_deleting, pod_finished, pod_ready,
+    replicaset::{available, create_pod, delete_pod, pod_from_template},
     resources::{key_of, Res},
     scheduler::{affinity_holds, untolerated},
     selection::Ctl,
     sim::{Identity, Sim, Work},
+    status_differs,
 };
 
 const WHO: Identity = Identity::ControllerManager("daemon-set-controller");
 const GENERATION: &str = "pod-template-generation";
-
-/// A pod changed: its DaemonSet.
-pub(crate) fn routes_for_pod(pod: &Value) -> Vec<Work> {
-    match controller_of(pod) {
-        Some(owner) if owner["kind"] == "DaemonSet" => {
-            let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
-            vec![(
-                Ctl::DaemonSet,
-                format!("{ns}/{}", owner["name"].as_str().unwrap_or_default()),
-            )]
-        }
-        _ => Vec::new(),
-    }
-}
 
 /// A node changed: every DaemonSet looks again.
 pub(crate) fn routes_for_node(sim: &Sim) -> Vec<Work> {
@@ -125,40 +112,14 @@ pub(crate) async fn sync(sim: &mut Sim, key: &str) -> Result<(), kube::Error> {
         let mut pod = pod_from_template(&ds, &template, None);
         pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] = json!({
             "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]});
-        let created = sim.create(WHO, Res::Pods, pod).await?;
-        let name = created["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        sim.event(
-            WHO,
-            "daemonset-controller",
-            &ds,
-            "Normal",
-            "SuccessfulCreate",
-            format!("Created pod: {name}"),
-        )
-        .await;
+        create_pod(sim, WHO, "daemonset-controller", &ds, pod).await?;
     }
     // Misscheduled ones go, and so do extra pods on one node.
     let mut seen = std::collections::BTreeSet::new();
     for pod in &live {
         let node = pinned(pod).unwrap_or_default();
         if !wanted.contains(&node) || !seen.insert(node) {
-            sim.delete(WHO, Res::Pods, &key_of(pod), None).await?;
-            let name = pod["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            sim.event(
-                WHO,
-                "daemonset-controller",
-                &ds,
-                "Normal",
-                "SuccessfulDelete",
-                format!("Deleted pod: {name}"),
-            )
-            .await;
+            delete_pod(sim, WHO, "daemonset-controller", &ds, pod).await?;
         }
     }
     // A new template: outdated pods go within maxUnavailable (default 1).
@@ -207,12 +168,7 @@ pub(crate) async fn sync(sim: &mut Sim, key: &str) -> Result<(), kube::Error> {
         "numberUnavailable": wanted.len().saturating_sub(available_now),
         "updatedNumberScheduled": on_wanted.iter().filter(|p| p["metadata"]["labels"][GENERATION] == generation.as_str()).count(),
     });
-    if status
-        .as_object()
-        .into_iter()
-        .flatten()
-        .any(|(k, v)| ds["status"][k] != *v)
-    {
+    if status_differs(&ds, &status) {
         sim.patch_status(WHO, Res::DaemonSets, key, status).await?;
     }
     Ok(())

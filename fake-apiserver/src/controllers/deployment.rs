@@ -18,6 +18,7 @@ use crate::controllers::{
     selection::Ctl,
     selects,
     sim::{Identity, Sim, Work},
+    status_differs,
 };
 
 const WHO: Identity = Identity::ControllerManager("deployment-controller");
@@ -538,12 +539,7 @@ pub(crate) async fn sync(sim: &mut Sim, key: &str) -> Result<(), kube::Error> {
     if let Some(c) = d["status"].get("collisionCount") {
         status["collisionCount"] = c.clone();
     }
-    let differs = status
-        .as_object()
-        .into_iter()
-        .flatten()
-        .any(|(k, v)| d["status"][k] != *v);
-    if differs {
+    if status_differs(&d, &status) {
         sim.patch_status(WHO, Res::Deployments, key, status).await?;
     }
     // History beyond the limit goes, oldest first, once scaled to zero.

@@ -15,30 +15,16 @@ use serde_json::{json, Value};
 use crate::{
     apimachinery::clock::parse_time,
     controllers::{
-        condition, controller_of, int, is_deleting, pod_ready,
-        replicaset::pod_from_template,
+        condition, int, is_deleting, pod_ready,
+        replicaset::{create_pod, pod_from_template},
         resources::{key_of, Res},
         selection::Ctl,
-        sim::{Identity, Sim, Work},
+        sim::{Identity, Sim},
     },
 };
 
 const WHO: Identity = Identity::ControllerManager("job-controller");
 const TTL: Identity = Identity::ControllerManager("ttl-after-finished-controller");
-
-/// A pod changed: its Job.
-pub(crate) fn routes_for_pod(pod: &Value) -> Vec<Work> {
-    match controller_of(pod) {
-        Some(owner) if owner["kind"] == "Job" => {
-            let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
-            vec![(
-                Ctl::Job,
-                format!("{ns}/{}", owner["name"].as_str().unwrap_or_default()),
-            )]
-        }
-        _ => Vec::new(),
-    }
-}
 
 fn finished(job: &Value) -> Option<&'static str> {
     ["Complete", "Failed"]
@@ -204,20 +190,7 @@ pub(crate) async fn sync(sim: &mut Sim, key: &str) -> Result<(), kube::Error> {
                     let missing = want - active_now;
                     for _ in 0..missing {
                         let pod = pod_from_template(&job, &job["spec"]["template"], None);
-                        let created = sim.create(WHO, Res::Pods, pod).await?;
-                        let name = created["metadata"]["name"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string();
-                        sim.event(
-                            WHO,
-                            "job-controller",
-                            &job,
-                            "Normal",
-                            "SuccessfulCreate",
-                            format!("Created pod: {name}"),
-                        )
-                        .await;
+                        create_pod(sim, WHO, "job-controller", &job, pod).await?;
                         active_now += 1;
                     }
                 }

@@ -118,6 +118,15 @@ fn pod_finished(pod: &Value) -> bool {
     )
 }
 
+/// Whether `obj`'s status differs from `status` in any field `status` has.
+fn status_differs(obj: &Value, status: &Value) -> bool {
+    status
+        .as_object()
+        .into_iter()
+        .flatten()
+        .any(|(k, v)| obj["status"][k] != *v)
+}
+
 /// An integer field, or `default`.
 fn int(v: &Value, default: i64) -> i64 {
     v.as_i64().unwrap_or(default)

@@ -117,6 +117,41 @@ pub(crate) fn pod_from_template(owner: &Value, template: &Value, name: Option<St
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"]})
 }
 
+/// Creates `pod` for `owner` and posts `SuccessfulCreate` ("Created pod:
+/// NAME") as `component`, as the ReplicaSet, Job and DaemonSet controllers
+/// do.
+pub(crate) async fn create_pod(
+    sim: &mut Sim,
+    who: Identity,
+    component: &str,
+    owner: &Value,
+    pod: Value,
+) -> Result<Value, kube::Error> {
+    let created = sim.create(who, Res::Pods, pod).await?;
+    let name = created["metadata"]["name"].as_str().unwrap_or_default();
+    let message = format!("Created pod: {name}");
+    sim.event(who, component, owner, "Normal", "SuccessfulCreate", message)
+        .await;
+    Ok(created)
+}
+
+/// Deletes `owner`'s `pod` and posts `SuccessfulDelete` ("Deleted pod:
+/// NAME") as `component`.
+pub(crate) async fn delete_pod(
+    sim: &mut Sim,
+    who: Identity,
+    component: &str,
+    owner: &Value,
+    pod: &Value,
+) -> Result<(), kube::Error> {
+    sim.delete(who, Res::Pods, &key_of(pod), None).await?;
+    let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+    let message = format!("Deleted pod: {name}");
+    sim.event(who, component, owner, "Normal", "SuccessfulDelete", message)
+        .await;
+    Ok(())
+}
+
 /// Syncs one ReplicaSet.
 pub(crate) async fn sync(sim: &mut Sim, key: &str) -> Result<(), kube::Error> {
     let Some(rs) = sim.get(Res::ReplicaSets, key) else {
@@ -184,39 +219,13 @@ pub(crate) async fn sync(sim: &mut Sim, key: &str) -> Result<(), kube::Error> {
     if active.len() < want {
         for _ in active.len()..want {
             let pod = pod_from_template(&rs, &rs["spec"]["template"], None);
-            let created = sim.create(WHO, Res::Pods, pod).await?;
-            let name = created["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            sim.event(
-                WHO,
-                "replicaset-controller",
-                &rs,
-                "Normal",
-                "SuccessfulCreate",
-                format!("Created pod: {name}"),
-            )
-            .await;
+            create_pod(sim, WHO, "replicaset-controller", &rs, pod).await?;
         }
     } else if active.len() > want {
         let mut doomed = active.clone();
         doomed.sort_by_key(|p| deletion_rank(p));
         for pod in doomed.into_iter().take(active.len() - want) {
-            let name = pod["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            sim.delete(WHO, Res::Pods, &key_of(&pod), None).await?;
-            sim.event(
-                WHO,
-                "replicaset-controller",
-                &rs,
-                "Normal",
-                "SuccessfulDelete",
-                format!("Deleted pod: {name}"),
-            )
-            .await;
+            delete_pod(sim, WHO, "replicaset-controller", &rs, &pod).await?;
         }
     }
     // The status, from the pods as they are now.

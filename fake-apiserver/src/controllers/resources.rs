@@ -83,11 +83,6 @@ impl Res {
         !matches!(self, Res::Events | Res::Leases)
     }
 
-    /// Only some objects of the kind matter (a field selector).
-    pub(crate) fn field_selector(self) -> Option<&'static str> {
-        None
-    }
-
     pub(crate) fn api_version(self) -> String {
         let (group, version, ..) = self.info();
         if group.is_empty() {

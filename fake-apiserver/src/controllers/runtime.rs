@@ -23,8 +23,8 @@ use tokio::{
 use crate::{
     apimachinery::clock::Clock,
     controllers::{
-        cronjob, daemonset, deployment, disruption, endpoints, job, kubelet, namespaces, nodes,
-        replicaset,
+        controller_of, cronjob, daemonset, deployment, disruption, endpoints, job, kubelet,
+        namespaces, nodes, replicaset,
         resources::{key_of, rv_of, Res},
         scheduler,
         selection::Ctl,
@@ -157,10 +157,7 @@ async fn inform(client: kube::Client, res: Res, tx: mpsc::UnboundedSender<Msg>) 
         now
     };
     'relist: loop {
-        let mut lp = ListParams::default();
-        if let Some(fields) = res.field_selector() {
-            lp = lp.fields(fields);
-        }
+        let lp = ListParams::default();
         let listed = match request.list(&lp) {
             Ok(req) => client.request::<Value>(req).await,
             Err(e) => Err(kube::Error::BuildRequest(e)),
@@ -188,10 +185,7 @@ async fn inform(client: kube::Client, res: Res, tx: mpsc::UnboundedSender<Msg>) 
             return;
         }
         loop {
-            let mut wp = WatchParams::default().timeout(290);
-            if let Some(fields) = res.field_selector() {
-                wp = wp.fields(fields);
-            }
+            let wp = WatchParams::default().timeout(290);
             let events = match request.watch(&wp, &rv.to_string()) {
                 Ok(req) => client.request_events::<Value>(req).await,
                 Err(e) => Err(kube::Error::BuildRequest(e)),
@@ -368,6 +362,17 @@ async fn sync(sim: &mut Sim, work: Work) {
     }
 }
 
+/// The sync of `obj`'s controlling owner, when that is a `kind` (in
+/// `obj`'s namespace).
+fn to_owner(obj: &Value, kind: &str, ctl: Ctl) -> Option<Work> {
+    let owner = controller_of(obj).filter(|o| o["kind"] == kind)?;
+    let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
+    Some((
+        ctl,
+        format!("{ns}/{}", owner["name"].as_str().unwrap_or_default()),
+    ))
+}
+
 /// The syncs a change of one object causes (`old`/`new`: before and after;
 /// `None` when created or deleted).
 fn routes(sim: &Sim, res: Res, old: Option<&Value>, new: Option<&Value>) -> Vec<Work> {
@@ -393,11 +398,11 @@ fn routes(sim: &Sim, res: Res, old: Option<&Value>, new: Option<&Value>) -> Vec<
             }
             work.extend(replicaset::routes_for_pod(sim, old, new));
             for pod in [old, new].into_iter().flatten() {
-                work.extend(job::routes_for_pod(pod));
-                work.extend(statefulset::routes_for_pod(pod));
+                work.extend(to_owner(pod, "Job", Ctl::Job));
+                work.extend(to_owner(pod, "StatefulSet", Ctl::StatefulSet));
+                work.extend(to_owner(pod, "DaemonSet", Ctl::DaemonSet));
                 work.extend(volumes::routes_for_pod(pod));
                 work.extend(disruption::routes_for_pod(sim, pod));
-                work.extend(daemonset::routes_for_pod(pod));
             }
             work.extend(endpoints::routes_for_pod(sim, old, new));
         }
@@ -408,7 +413,7 @@ fn routes(sim: &Sim, res: Res, old: Option<&Value>, new: Option<&Value>) -> Vec<
         Res::Deployments => work.push((Ctl::Deployment, key)),
         Res::Jobs => {
             work.push((Ctl::Job, key));
-            work.extend(cronjob::routes_for_job(obj));
+            work.extend(to_owner(obj, "CronJob", Ctl::CronJob));
         }
         Res::CronJobs => work.push((Ctl::CronJob, key)),
         Res::StatefulSets => work.push((Ctl::StatefulSet, key)),

@@ -12,31 +12,16 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::controllers::{
-    controller_of,
     deployment::template_hash,
     int, is_deleting, pod_finished, pod_ready,
     replicaset::{available, pod_from_template},
     resources::Res,
-    selection::Ctl,
-    sim::{Identity, Sim, Work},
+    sim::{Identity, Sim},
+    status_differs,
 };
 
 const WHO: Identity = Identity::ControllerManager("statefulset-controller");
 const REVISION: &str = "controller-revision-hash";
-
-/// A pod changed: its StatefulSet.
-pub(crate) fn routes_for_pod(pod: &Value) -> Vec<Work> {
-    match controller_of(pod) {
-        Some(owner) if owner["kind"] == "StatefulSet" => {
-            let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
-            vec![(
-                Ctl::StatefulSet,
-                format!("{ns}/{}", owner["name"].as_str().unwrap_or_default()),
-            )]
-        }
-        _ => Vec::new(),
-    }
-}
 
 /// The ordinal in a pod's name (`web-3` of set `web` is 3).
 fn ordinal(set: &str, pod: &str) -> Option<usize> {
@@ -266,12 +251,7 @@ pub(crate) async fn sync(sim: &mut Sim, key: &str) -> Result<(), kube::Error> {
         "updateRevision": update_revision,
         "collisionCount": 0,
     });
-    if status
-        .as_object()
-        .into_iter()
-        .flatten()
-        .any(|(k, v)| set["status"][k] != *v)
-    {
+    if status_differs(&set, &status) {
         sim.patch_status(WHO, Res::StatefulSets, key, status)
             .await?;
     }

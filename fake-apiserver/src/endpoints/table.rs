@@ -186,6 +186,14 @@ fn containers(o: &Value, field: &str, pointer: &str) -> Value {
     json!(names.join(","))
 }
 
+fn template_containers(o: &Value, _: Timestamp) -> Value {
+    containers(o, "name", "/spec/template/spec/containers")
+}
+
+fn template_images(o: &Value, _: Timestamp) -> Value {
+    containers(o, "image", "/spec/template/spec/containers")
+}
+
 fn selector(o: &Value, _: Timestamp) -> Value {
     let labels = o
         .pointer("/spec/selector/matchLabels")
@@ -377,12 +385,8 @@ fn columns_of(kind: &Kind) -> Vec<Column> {
                 json!(count(o.pointer("/status/availableReplicas")))
             }),
             base_age,
-            c("Containers", "string", 1, |o, _| {
-                containers(o, "name", "/spec/template/spec/containers")
-            }),
-            c("Images", "string", 1, |o, _| {
-                containers(o, "image", "/spec/template/spec/containers")
-            }),
+            c("Containers", "string", 1, template_containers),
+            c("Images", "string", 1, template_images),
             c("Selector", "string", 1, selector),
         ],
         ("", "namespaces") => vec![
@@ -426,24 +430,16 @@ fn columns_of(kind: &Kind) -> Vec<Column> {
                 json!(count(o.pointer("/status/readyReplicas")))
             }),
             base_age,
-            c("Containers", "string", 1, |o, _| {
-                containers(o, "name", "/spec/template/spec/containers")
-            }),
-            c("Images", "string", 1, |o, _| {
-                containers(o, "image", "/spec/template/spec/containers")
-            }),
+            c("Containers", "string", 1, template_containers),
+            c("Images", "string", 1, template_images),
             c("Selector", "string", 1, selector),
         ],
         ("apps", "statefulsets") => vec![
             base_name,
             c("Ready", "string", 0, deploy_ready),
             base_age,
-            c("Containers", "string", 1, |o, _| {
-                containers(o, "name", "/spec/template/spec/containers")
-            }),
-            c("Images", "string", 1, |o, _| {
-                containers(o, "image", "/spec/template/spec/containers")
-            }),
+            c("Containers", "string", 1, template_containers),
+            c("Images", "string", 1, template_images),
         ],
         ("", "endpoints") => vec![
             base_name,
