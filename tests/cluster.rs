@@ -7,6 +7,20 @@ mod support;
 
 use support::Standalone;
 
+/// Runs kubectl every 100 ms, for up to 5 s, until its output satisfies
+/// `done`; returns the last output (the caller asserts on it).
+fn eventually(c: &Standalone, args: &[&str], done: impl Fn(&str) -> bool) -> String {
+    let mut out = String::new();
+    for _ in 0..50 {
+        out = ok(c, args);
+        if done(&out) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    out
+}
+
 fn ok(c: &Standalone, args: &[&str]) -> String {
     let (success, out, err) = c.kubectl(args);
     assert!(success, "kubectl {args:?} failed:\n{out}\n{err}");
@@ -48,27 +62,15 @@ fn kubectl_should_roll_out_scale_and_undo_deployments() {
     assert!(pods.contains("10.244."), "{pods}");
 
     ok(&c, &["expose", "deployment", "web", "--port=80"]);
-    let ips = |c: &Standalone| {
-        ok(
-            c,
-            &[
-                "get",
-                "endpointslices",
-                "-l",
-                "kubernetes.io/service-name=web",
-                "-o",
-                "jsonpath={.items[*].endpoints[*].addresses[0]}",
-            ],
-        )
-    };
-    let mut found = String::new();
-    for _ in 0..50 {
-        found = ips(&c);
-        if found.split_whitespace().count() == 3 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let ips = [
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=web",
+        "-o",
+        "jsonpath={.items[*].endpoints[*].addresses[0]}",
+    ];
+    let found = eventually(&c, &ips, |out| out.split_whitespace().count() == 3);
     assert_eq!(found.split_whitespace().count(), 3, "{found}");
     assert!(
         found.split_whitespace().all(|ip| ip.starts_with("10.244.")),
@@ -206,23 +208,17 @@ fn kubectl_should_script_a_node_down_and_a_crash_loop() {
             r#"{"status":{"conditions":[{"type":"Ready","status":"Unknown","reason":"NodeStatusUnknown","message":"Kubelet stopped posting node status."}]}}"#,
         ],
     );
-    let mut nodes = String::new();
-    for _ in 0..50 {
-        nodes = ok(
-            &c,
-            &[
-                "get",
-                "node",
-                "node-2",
-                "-o",
-                "jsonpath={.spec.taints[*].key}",
-            ],
-        );
-        if nodes.contains("unreachable") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let nodes = eventually(
+        &c,
+        &[
+            "get",
+            "node",
+            "node-2",
+            "-o",
+            "jsonpath={.spec.taints[*].key}",
+        ],
+        |out| out.contains("unreachable"),
+    );
     assert!(nodes.contains("node.kubernetes.io/unreachable"), "{nodes}");
     let status = ok(&c, &["get", "nodes"]);
     assert!(status.contains("node-2   NotReady"), "{status}");
@@ -249,23 +245,17 @@ fn kubectl_should_script_a_node_down_and_a_crash_loop() {
             "stages.fake.kopf.dev/fail=CrashLoopBackOff",
         ],
     );
-    let mut reason = String::new();
-    for _ in 0..50 {
-        reason = ok(
-            &c,
-            &[
-                "get",
-                "pod",
-                &pod,
-                "-o",
-                "jsonpath={.status.containerStatuses[0].state.waiting.reason}",
-            ],
-        );
-        if reason == "CrashLoopBackOff" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let reason = eventually(
+        &c,
+        &[
+            "get",
+            "pod",
+            &pod,
+            "-o",
+            "jsonpath={.status.containerStatuses[0].state.waiting.reason}",
+        ],
+        |out| out == "CrashLoopBackOff",
+    );
     assert_eq!(reason, "CrashLoopBackOff");
     let listed = ok(&c, &["get", "pod", &pod]);
     assert!(listed.contains("CrashLoopBackOff"), "{listed}");
@@ -348,23 +338,17 @@ fn the_subcommands_should_take_a_node_down_and_fail_a_pod() {
     let nodes = ok(&c, &["get", "nodes"]);
     assert!(nodes.contains("node-2   Ready"), "{nodes}");
     run(&["pod", "fail", "default/p", "--failure", "OOMKilled"]);
-    let mut reason = String::new();
-    for _ in 0..50 {
-        reason = ok(
-            &c,
-            &[
-                "get",
-                "pod",
-                "p",
-                "-o",
-                "jsonpath={.status.containerStatuses[0].lastState.terminated.reason}",
-            ],
-        );
-        if reason == "OOMKilled" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let reason = eventually(
+        &c,
+        &[
+            "get",
+            "pod",
+            "p",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].lastState.terminated.reason}",
+        ],
+        |out| out == "OOMKilled",
+    );
     assert_eq!(reason, "OOMKilled");
     let (success, _, err) = c.kubectl(&["get", "pod", "nope"]);
     assert!(!success && err.contains("NotFound"), "{err}");

@@ -57,6 +57,24 @@ fn deployment(name: &str, replicas: i32, image: &str) -> Deployment {
     .unwrap()
 }
 
+/// The images of the pods in `default` that are not being deleted.
+async fn live_images(client: &kube::Client) -> Vec<String> {
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    pods.list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            p.spec.as_ref().unwrap().containers[0]
+                .image
+                .clone()
+                .unwrap()
+        })
+        .collect()
+}
+
 async fn available(api: &Api<Deployment>, name: &str, replicas: i32) -> bool {
     let d = api.get(name).await.unwrap();
     let s = d.status.unwrap_or_default();
@@ -191,21 +209,7 @@ async fn a_new_template_should_roll_out_and_undo_should_bump_the_revision() {
         ))
         .await
     );
-    let pods: Api<Pod> = Api::default_namespaced(client.clone());
-    let images: Vec<String> = pods
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .map(|p| {
-            p.spec.as_ref().unwrap().containers[0]
-                .image
-                .clone()
-                .unwrap()
-        })
-        .collect();
+    let images = live_images(&client).await;
     assert_eq!(images, vec!["nginx:1.28"; 4]);
     let sets: Api<ReplicaSet> = Api::default_namespaced(client.clone());
     let mut revisions: Vec<(String, i32)> = sets
@@ -638,21 +642,7 @@ async fn a_rollout_should_complete_through_injected_faults() {
         ))
         .await
     );
-    let pods: Api<Pod> = Api::default_namespaced(client.clone());
-    let live: Vec<String> = pods
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .map(|p| {
-            p.spec.as_ref().unwrap().containers[0]
-                .image
-                .clone()
-                .unwrap()
-        })
-        .collect();
+    let live = live_images(&client).await;
     assert_eq!(
         live,
         vec!["nginx:1.28"; 4],
