@@ -904,11 +904,12 @@ spec:
 }
 
 /// `kubectl auth can-i` and `kubectl auth whoami` are answered by the review
-/// APIs (issue 13): everything is allowed to the administrator, as in
-/// kube-apiserver's AlwaysAllow mode.
+/// APIs (issue 13): over HTTPS kubectl sends the kubeconfig's token, and
+/// the administrator may do everything (`system:masters`, bound to
+/// cluster-admin by the bootstrap policy).
 #[test]
 fn kubectl_auth_should_ask_the_review_apis() {
-    let c = Cluster::start();
+    let c = Cluster::start_with(&["--tls"]);
     assert_eq!(
         c.kubectl(&["auth", "can-i", "create", "configmaps"]).trim(),
         "yes"
@@ -926,4 +927,19 @@ fn kubectl_auth_should_ask_the_review_apis() {
     // Reviews are answered, not stored: there is nothing to get.
     let out = c.output_stdin(&["get", "selfsubjectaccessreviews"], "");
     assert!(!out.status.success());
+}
+
+/// Over plain HTTP kubectl sends no credentials, so it is
+/// `system:anonymous`; the binary's default there is AlwaysAllow, so it
+/// may still do everything.
+#[test]
+fn kubectl_over_plain_http_should_be_anonymous_and_allowed() {
+    let c = Cluster::start();
+    let whoami = c.kubectl(&["auth", "whoami"]);
+    assert!(whoami.contains("system:anonymous"), "{whoami}");
+    assert!(whoami.contains("system:unauthenticated"), "{whoami}");
+    assert_eq!(
+        c.kubectl(&["auth", "can-i", "delete", "nodes"]).trim(),
+        "yes"
+    );
 }

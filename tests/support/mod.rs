@@ -51,7 +51,7 @@ impl Standalone {
         let out = child.stdout.take().expect("piped stdout");
         BufReader::new(out).read_line(&mut line).unwrap();
         assert!(
-            line.starts_with("http://127.0.0.1:"),
+            line.starts_with("http://127.0.0.1:") || line.starts_with("https://127.0.0.1:"),
             "unexpected first line: {line:?}"
         );
         Standalone {

@@ -49,6 +49,8 @@ pub(crate) struct Attributes<'a> {
     /// The stored object (none for CREATE).
     pub(crate) old_object: Option<Value>,
     pub(crate) dry_run: bool,
+    /// Who asks for the write (`userInfo`).
+    pub(crate) user: &'a crate::auth::UserInfo,
 }
 
 /// The outcome of admission: the (possibly mutated) object and warnings.
@@ -230,7 +232,7 @@ fn review(uid: &str, a: &Attributes<'_>) -> Value {
         "requestResource": gvr,
         "name": name,
         "operation": a.operation,
-        "userInfo": {"username": "system:admin", "groups": ["system:masters", "system:authenticated"]},
+        "userInfo": a.user.to_value(),
         "object": a.object,
         "oldObject": a.old_object,
         "dryRun": a.dry_run,
@@ -496,6 +498,7 @@ mod tests {
             namespace: "default".into(),
             name: "x".into(),
         };
+        let admin = crate::auth::UserInfo::admin();
         let attrs = |operation, subresource| Attributes {
             operation,
             target: &target,
@@ -503,6 +506,7 @@ mod tests {
             object: None,
             old_object: None,
             dry_run: false,
+            user: &admin,
         };
         let hook = |resources: Value, operations: Value| json!({"rules": [{"apiGroups": [""], "apiVersions": ["v1"], "resources": resources, "operations": operations}]});
         assert!(rules_match(

@@ -162,6 +162,28 @@ impl ApiError {
         Self::new(404, "NotFound", message).with_subject(group, resource, name)
     }
 
+    /// 401, as kube-apiserver answers a request whose credentials are
+    /// missing (with anonymous requests off), forged, or expired.
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    /// 403: `configmaps "x" is forbidden: why` (`forbidden: why` when no
+    /// resource is named, e.g. a non-resource URL).
+    pub fn forbidden(group: &str, resource: &str, name: &str, why: &str) -> Self {
+        let message = if resource.is_empty() {
+            format!("forbidden: {why}")
+        } else if name.is_empty() {
+            format!("{} is forbidden: {why}", qualified(group, resource))
+        } else {
+            format!(
+                "{} {name:?} is forbidden: {why}",
+                qualified(group, resource)
+            )
+        };
+        Self::new(403, "Forbidden", message).with_subject(group, resource, name)
+    }
+
     /// 404 for a URL that names no resource at all.
     pub fn no_route() -> Self {
         let mut err = Self::new(

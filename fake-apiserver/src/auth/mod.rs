@@ -8,9 +8,23 @@
 //!
 //! Uses `apimachinery`; used by `endpoints`.
 
+pub mod aggregation;
+pub mod authn;
+pub mod escalation;
+pub mod gate;
+pub mod impersonation;
+pub mod pki;
+pub mod rbac;
 pub mod reviews;
+pub mod rules;
+
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
+
+use crate::apimachinery::errors::ApiError;
+
+pub use rules::Rule;
 
 /// An authenticated identity (`authentication.k8s.io/v1` UserInfo).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +35,8 @@ pub struct UserInfo {
     pub uid: String,
     /// `groups`.
     pub groups: Vec<String>,
+    /// `extra`.
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 impl UserInfo {
@@ -31,6 +47,7 @@ impl UserInfo {
             username: "system:admin".into(),
             uid: String::new(),
             groups: vec!["system:masters".into(), "system:authenticated".into()],
+            extra: BTreeMap::new(),
         }
     }
 
@@ -39,6 +56,9 @@ impl UserInfo {
         let mut v = json!({"username": self.username, "groups": self.groups});
         if !self.uid.is_empty() {
             v["uid"] = Value::String(self.uid.clone());
+        }
+        if !self.extra.is_empty() {
+            v["extra"] = json!(self.extra);
         }
         v
     }
@@ -72,13 +92,13 @@ pub struct Decision {
     pub reason: String,
 }
 
-/// A rule a user holds, as `SelfSubjectRulesReview` lists them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The rules a user holds, as `SelfSubjectRulesReview` lists them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rules {
     /// Resource rules (`verbs`, `apiGroups`, `resources`, `resourceNames`).
-    pub resource_rules: Vec<Value>,
+    pub resource_rules: Vec<Rule>,
     /// Non-resource rules (`verbs`, `nonResourceURLs`).
-    pub non_resource_rules: Vec<Value>,
+    pub non_resource_rules: Vec<Rule>,
     /// Whether the list may be missing rules.
     pub incomplete: bool,
 }
@@ -106,10 +126,52 @@ impl Authorizer for AlwaysAllow {
     }
 
     fn rules_for(&self, _user: &UserInfo, _namespace: &str) -> Rules {
+        let all = || vec!["*".to_string()];
         Rules {
-            resource_rules: vec![json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]})],
-            non_resource_rules: vec![json!({"verbs": ["*"], "nonResourceURLs": ["*"]})],
+            resource_rules: vec![Rule {
+                verbs: all(),
+                api_groups: all(),
+                resources: all(),
+                ..Default::default()
+            }],
+            non_resource_rules: vec![Rule {
+                verbs: all(),
+                non_resource_urls: all(),
+                ..Default::default()
+            }],
             incomplete: false,
         }
     }
+}
+
+/// The 403 kube-apiserver answers when `user` may not do `attrs`:
+/// `configmaps is forbidden: User "u" cannot list resource "configmaps" in
+/// API group "" in the namespace "default"` (with the authorizer's reason
+/// appended, if any).
+pub fn forbidden(user: &UserInfo, attrs: &Attributes, reason: &str) -> ApiError {
+    let mut why = if attrs.resource.is_empty() {
+        format!(
+            "User {:?} cannot {} path {:?}",
+            user.username, attrs.verb, attrs.path
+        )
+    } else {
+        let resource = if attrs.subresource.is_empty() {
+            attrs.resource.clone()
+        } else {
+            format!("{}/{}", attrs.resource, attrs.subresource)
+        };
+        let scope = if attrs.namespace.is_empty() {
+            "at the cluster scope".to_string()
+        } else {
+            format!("in the namespace {:?}", attrs.namespace)
+        };
+        format!(
+            "User {:?} cannot {} resource {resource:?} in API group {:?} {scope}",
+            user.username, attrs.verb, attrs.group
+        )
+    };
+    if !reason.is_empty() {
+        why = format!("{why}: {reason}");
+    }
+    ApiError::forbidden(&attrs.group, &attrs.resource, &attrs.name, &why)
 }

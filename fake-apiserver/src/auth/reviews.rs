@@ -12,6 +12,11 @@ use crate::{
     auth::{Attributes, Authorizer, UserInfo},
 };
 
+/// Who a token is, for any of some audiences (with those it is valid
+/// for), or why it is no one: what a TokenReview asks.
+pub type TokenReviewer<'a> =
+    dyn Fn(&str, &[String]) -> Result<(UserInfo, Vec<String>), String> + 'a;
+
 /// The answered review for a create of `plural` (in `namespace`, for the
 /// namespaced LocalSubjectAccessReview) by `user`; the causes when the
 /// review itself is invalid.
@@ -24,6 +29,7 @@ pub fn answer(
     body: &Value,
     user: &UserInfo,
     authorizer: &dyn Authorizer,
+    tokens: &TokenReviewer<'_>,
 ) -> Result<Value, Vec<Cause>> {
     let mut review = body.clone();
     let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
@@ -35,6 +41,10 @@ pub fn answer(
                 username: s(&spec, "user").to_string(),
                 uid: s(&spec, "uid").to_string(),
                 groups: strings(&spec, "groups"),
+                extra: spec
+                    .get("extra")
+                    .and_then(|e| serde_json::from_value(e.clone()).ok())
+                    .unwrap_or_default(),
             };
             if subject.username.is_empty() && subject.groups.is_empty() {
                 causes.push(Cause::invalid(
@@ -61,22 +71,31 @@ pub fn answer(
         }
         "selfsubjectrulesreviews" => {
             let rules = authorizer.rules_for(user, s(&spec, "namespace"));
-            json!({"resourceRules": rules.resource_rules,
-                   "nonResourceRules": rules.non_resource_rules,
+            let values = |rules: &[crate::auth::Rule]| -> Vec<Value> {
+                rules.iter().map(crate::auth::Rule::to_value).collect()
+            };
+            json!({"resourceRules": values(&rules.resource_rules),
+                   "nonResourceRules": values(&rules.non_resource_rules),
                    "incomplete": rules.incomplete})
         }
         "selfsubjectreviews" => json!({"userInfo": user.to_value()}),
         "tokenreviews" => {
-            if s(&spec, "token").is_empty() {
+            let token = s(&spec, "token");
+            if token.is_empty() {
                 return Err(vec![Cause::required("spec.token", "")]);
             }
-            // Every bearer token is the administrator today, as every
-            // request is.
-            let mut status = json!({"authenticated": true, "user": user.to_value()});
-            if let Some(audiences) = spec.get("audiences").filter(|a| a.is_array()) {
-                status["audiences"] = audiences.clone();
+            let mut audiences = strings(&spec, "audiences");
+            if audiences.is_empty() {
+                audiences.push(crate::auth::authn::ISSUER.to_string());
             }
-            status
+            match tokens(token, &audiences) {
+                Ok((reviewed, valid)) => json!({
+                    "authenticated": true,
+                    "user": reviewed.to_value(),
+                    "audiences": valid,
+                }),
+                Err(e) => json!({"user": {}, "error": e}),
+            }
         }
         _ => {
             return Err(vec![Cause::invalid(
@@ -178,6 +197,7 @@ mod tests {
             &review,
             &UserInfo::admin(),
             &AlwaysAllow,
+            &|_, _| Err("no tokens here".into()),
         )
         .unwrap();
         assert_eq!(answered["status"], json!({"allowed": true}));
@@ -192,6 +212,7 @@ mod tests {
             &json!({"spec": {}}),
             &UserInfo::admin(),
             &AlwaysAllow,
+            &|_, _| Err("no tokens here".into()),
         )
         .unwrap_err();
         let messages: Vec<String> = causes
@@ -215,6 +236,7 @@ mod tests {
             &json!({}),
             &UserInfo::admin(),
             &AlwaysAllow,
+            &|_, _| Err("no tokens here".into()),
         )
         .unwrap();
         assert_eq!(

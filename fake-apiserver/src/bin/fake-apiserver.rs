@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! fake-apiserver --port 6443 --kubeconfig /tmp/fake.kubeconfig --load manifests/ --control
-//! KUBECONFIG=/tmp/fake.kubeconfig kubectl get namespaces
+//! export KUBECONFIG=/tmp/fake.kubeconfig
+//! kubectl get namespaces
 //! fake-apiserver fault add --verb patch --resource configmaps --status 409 --times 2
 //! fake-apiserver inject --resource configmaps --action cut
 //! fake-apiserver journal --writes --normalized
@@ -15,6 +16,7 @@ use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use fake_apiserver::{
+    auth::{authn, gate::Mode, UserInfo},
     controllers::{selection::Selection, stages::Stages},
     testing::faults::{FaultAction, FaultRule},
     FakeApiServer,
@@ -69,6 +71,31 @@ struct Serve {
     /// How simulated pods behave: a stages file (YAML; see docs/fake-apiserver.md).
     #[arg(long, value_name = "FILE")]
     stages: Option<PathBuf>,
+    /// Serve HTTPS, as kube-apiserver does: a CA made at start signs the
+    /// serving certificate, and the kubeconfigs written trust it.
+    #[arg(long)]
+    tls: bool,
+    /// With --tls, also accept client certificates signed by these CAs
+    /// (PEM); the fake's own CA is always accepted. CN is the user, O the groups.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    client_ca_file: Option<PathBuf>,
+    /// How requests are authorized: `RBAC`, as a real cluster, or
+    /// `AlwaysAllow` [default: RBAC with --tls, else AlwaysAllow, since
+    /// kubectl sends no credentials over plain HTTP].
+    #[arg(long, value_name = "MODE")]
+    authorization_mode: Option<Mode>,
+    /// Users known by bearer token, in kube-apiserver's CSV format: one
+    /// `token,user,uid,"group1,group2"` per line.
+    #[arg(long, value_name = "FILE")]
+    token_auth_file: Option<PathBuf>,
+    /// Whether requests without credentials are `system:anonymous` (else 401).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    anonymous_auth: bool,
+    /// Also write a kubeconfig for another user, e.g.
+    /// `system:serviceaccount:ops:my-operator=/tmp/op.kubeconfig` or a
+    /// user of the token file (repeatable).
+    #[arg(long, value_name = "USER=FILE")]
+    kubeconfig_user: Vec<String>,
     /// Log filter (e.g. `debug`), also read from RUST_LOG.
     #[arg(long, default_value = "info", env = "RUST_LOG")]
     log: String,
@@ -76,14 +103,14 @@ struct Serve {
 
 #[derive(Debug, ClapArgs)]
 struct Target {
-    /// URL of the running server.
-    #[arg(
-        long,
-        global = true,
-        default_value = "http://127.0.0.1:6443",
-        env = "FAKE_APISERVER_URL"
-    )]
-    server: String,
+    /// URL of the running server (default: the kubeconfig's, or
+    /// http://127.0.0.1:6443).
+    #[arg(long, global = true, env = "FAKE_APISERVER_URL")]
+    server: Option<String>,
+    /// A kubeconfig whose credentials the control API accepts (the one the
+    /// server wrote: its administrator).
+    #[arg(long, global = true, env = "KUBECONFIG", value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
     /// Control API token.
     #[arg(long, global = true, env = "FAKE_APISERVER_CONTROL_TOKEN")]
     token: Option<String>,
@@ -335,7 +362,51 @@ async fn serve(args: Serve) -> ExitCode {
             }
         },
     };
+    let tokens = match &args.token_auth_file {
+        None => Default::default(),
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| authn::parse_token_file(&text))
+        {
+            Ok(tokens) => tokens,
+            Err(e) => {
+                eprintln!("fake-apiserver: {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mut users = Vec::new();
+    for spec in &args.kubeconfig_user {
+        match spec.rsplit_once('=') {
+            Some((user, file)) if !user.is_empty() && !file.is_empty() => {
+                users.push((user.to_string(), PathBuf::from(file)));
+            }
+            _ => {
+                eprintln!("fake-apiserver: --kubeconfig-user {spec:?}: want USER=FILE");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let static_tokens = tokens.clone();
+    let client_cas = match &args.client_ca_file {
+        None => None,
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(pem) => Some(pem),
+            Err(e) => {
+                eprintln!("fake-apiserver: {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mode = args.authorization_mode.unwrap_or(if args.tls {
+        Mode::Rbac
+    } else {
+        Mode::AlwaysAllow
+    });
     let server = FakeApiServer::builder()
+        .authorization(mode)
+        .tokens(tokens)
+        .anonymous(args.anonymous_auth)
         .history(args.history)
         .seed(args.seed)
         .control(args.control, args.control_token.clone())
@@ -356,7 +427,13 @@ async fn serve(args: Serve) -> ExitCode {
             }
         }
     }
-    let serving = match server.serve((args.bind, args.port).into()).await {
+    let addr = (args.bind, args.port).into();
+    let serving = if args.tls {
+        server.serve_tls(addr, client_cas.as_deref()).await
+    } else {
+        server.serve(addr).await
+    };
+    let serving = match serving {
         Ok(s) => s,
         Err(e) => {
             eprintln!(
@@ -376,13 +453,43 @@ async fn serve(args: Serve) -> ExitCode {
         }
         tracing::info!("kubeconfig written to {}", path.display());
     }
-    println!("{}", serving.url());
-    if !args.bind.is_loopback() {
-        tracing::warn!("serving on a non-loopback address without authentication");
+    for (user, path) in &users {
+        // A user of the token file keeps its token; anyone else gets one.
+        let known = static_tokens
+            .iter()
+            .find(|(_, u)| u.username == *user)
+            .map(|(token, _)| token.clone());
+        let token = known.unwrap_or_else(|| server.token_for(user_named(user)));
+        if let Err(e) = std::fs::write(path, serving.kubeconfig_with_token(user, &token)) {
+            eprintln!(
+                "fake-apiserver: cannot write kubeconfig {}: {e}",
+                path.display()
+            );
+            return ExitCode::from(1);
+        }
+        tracing::info!("kubeconfig of {user} written to {}", path.display());
     }
+    println!("{}", serving.url());
     shutdown_signal().await;
     serving.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// A user by name: a ServiceAccount's user with its groups, or a user in
+/// `system:authenticated`.
+fn user_named(name: &str) -> UserInfo {
+    let account = name
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'));
+    UserInfo {
+        username: name.to_string(),
+        uid: String::new(),
+        groups: match account {
+            Some((ns, _)) => authn::service_account_groups(ns),
+            None => vec![authn::AUTHENTICATED.to_string()],
+        },
+        extra: Default::default(),
+    }
 }
 
 fn read_object(spec: &str) -> Result<Value, String> {
@@ -403,11 +510,22 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> Result<String, String> {
-    let url: http::Uri = target
-        .server
-        .parse()
-        .map_err(|e| format!("bad --server {}: {e}", target.server))?;
-    let client = kube::Client::try_from(kube::Config::new(url)).map_err(|e| e.to_string())?;
+    let mut config = match &target.kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => kube::Config::new(http::Uri::from_static("http://127.0.0.1:6443")),
+    };
+    if let Some(server) = &target.server {
+        config.cluster_url = server
+            .parse()
+            .map_err(|e| format!("bad --server {server}: {e}"))?;
+    }
+    let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
     let mut req = http::Request::builder()
         .method(method)
         .uri(format!("/_fake/v1{path}"));

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::{
     admission::webhooks::Attributes,
     apimachinery::errors::ApiError,
+    auth::UserInfo,
     endpoints::{
         decode::{decode_object, delete_options},
         handlers::{patch_type, strict, warned},
@@ -36,13 +37,17 @@ impl ApiService {
         body: Bytes,
         t: &Target,
         sub: Option<&str>,
+        user: &UserInfo,
     ) -> Result<Answer, ApiError> {
         // A patch names no version: when the object changed while the
         // webhooks were asked, kube-apiserver tries again, and so does this.
         let mut attempts = if parts.method == Method::PATCH { 5 } else { 1 };
         loop {
             attempts -= 1;
-            match self.admitted_once(parts, q, body.clone(), t, sub).await {
+            match self
+                .admitted_once(parts, q, body.clone(), t, sub, user)
+                .await
+            {
                 Err(e) if e.code == 409 && e.reason == "Conflict" && attempts > 0 => continue,
                 other => return other,
             }
@@ -56,6 +61,7 @@ impl ApiService {
         body: Bytes,
         t: &Target,
         sub: Option<&str>,
+        user: &UserInfo,
     ) -> Result<Answer, ApiError> {
         let api = &self.shared.api;
         let endpoint = if sub == Some("status") {
@@ -130,6 +136,7 @@ impl ApiService {
                     object: trial.as_ref().and_then(parse),
                     old_object: old.clone(),
                     dry_run: q.dry_run,
+                    user,
                 },
             )
             .await?;

@@ -15,7 +15,9 @@
 //! | POST | `/_fake/v1/namespaces/{ns}/pods/{name}/fail` | `{"failure": "CrashLoopBackOff", "exitCode": 1}` | the pod's containers fail from now on |
 //!
 //! Served only when enabled; when a token is set, every call needs
-//! `Authorization: Bearer <token>`.
+//! `Authorization: Bearer <token>` or the administrator's credentials;
+//! under RBAC without a token, only the administrator (`system:masters`)
+//! may call it.
 
 use bytes::Bytes;
 use http::{header, Method};
@@ -23,6 +25,7 @@ use serde_json::{json, Value};
 
 use crate::{
     apimachinery::errors::ApiError,
+    auth::{gate::Mode, rbac::MASTERS, UserInfo},
     endpoints::{
         response::{header_of, Answer},
         Shared,
@@ -39,15 +42,30 @@ pub(super) fn handle(
     parts: &http::request::Parts,
     path: &str,
     body: &Bytes,
+    user: Option<&UserInfo>,
 ) -> Answer {
     if !shared.control.enabled {
         return Answer::Error(ApiError::no_route());
     }
-    if let Some(token) = &shared.control.token {
-        let auth = header_of(parts, header::AUTHORIZATION);
-        if auth.strip_prefix("Bearer ") != Some(token.as_str()) {
-            return Answer::Error(ApiError::new(401, "Unauthorized", "Unauthorized"));
-        }
+    // Its own token, or the administrator; under RBAC nobody else.
+    let own_token = shared.control.token.as_deref().is_some_and(|token| {
+        header_of(parts, header::AUTHORIZATION).strip_prefix("Bearer ") == Some(token)
+    });
+    let admin = user.is_some_and(|u| u.groups.iter().any(|g| g == MASTERS));
+    let open = shared.control.token.is_none() && shared.gate.mode() == Mode::AlwaysAllow;
+    if !(own_token || admin || open) {
+        return Answer::Error(match user {
+            Some(u) if shared.control.token.is_none() => crate::auth::forbidden(
+                u,
+                &crate::auth::Attributes {
+                    verb: parts.method.as_str().to_ascii_lowercase(),
+                    path: parts.uri.path().to_string(),
+                    ..Default::default()
+                },
+                "",
+            ),
+            _ => ApiError::unauthorized(),
+        });
     }
     route(
         shared,

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use crate::{
     admission::webhooks::Admission,
     apimachinery::errors::ApiError,
+    auth::{Attributes, UserInfo},
     endpoints::{
         decode::{decode_object, delete_options},
         response::{header_of, Answer},
@@ -37,9 +38,9 @@ impl ApiService {
         parts: &http::request::Parts,
         query: &str,
         body: Bytes,
-        t: Target,
-        sub: Option<String>,
+        (t, sub): (Target, Option<String>),
         mut entry: Option<&mut Record>,
+        user: &UserInfo,
     ) -> Result<Answer, Dropped> {
         let mut q = match parse_query(query, t.kind.field_labels) {
             Ok(q) => q,
@@ -67,6 +68,26 @@ impl ApiService {
             }
         }
         let verb = verb_of(&parts.method, t.name.is_empty(), q.watch);
+        if let Some(e) = entry.as_deref_mut() {
+            e.verb = Some(verb);
+            e.kind = Some(t.kind.clone());
+            e.status = sub.as_deref() == Some("status");
+            e.subresource = sub.clone();
+            e.namespace = t.namespace.clone();
+            e.name = t.name.clone();
+        }
+        let attrs = Attributes {
+            verb: verb.to_string(),
+            group: t.kind.key.group.clone(),
+            resource: t.kind.key.plural.clone(),
+            subresource: sub.clone().unwrap_or_default(),
+            namespace: t.namespace.clone(),
+            name: t.name.clone(),
+            path: String::new(),
+        };
+        if let Err(denied) = self.shared.gate.authorize(user, &attrs) {
+            return Ok(Answer::Error(denied));
+        }
         let decision = if self.shared.injector.has_rules() {
             self.shared.injector.decide(&RequestInfo {
                 verb: verb.to_string(),
@@ -81,10 +102,7 @@ impl ApiService {
         } else {
             Default::default()
         };
-        if let Some(e) = entry.as_deref_mut() {
-            e.verb = Some(verb);
-            e.kind = Some(t.kind.clone());
-            e.status = sub.is_some();
+        if let Some(e) = entry {
             e.fault = decision.fired.last().copied();
         }
         if !decision.delay.is_zero() {
@@ -109,8 +127,14 @@ impl ApiService {
             && Admission::configured(&self.shared.api.store);
         let answer = if let Err(e) = self.fresh_enough(&q).await {
             Answer::Error(e)
+        } else if let Err(e) = self.escalation(parts, &q, &body, &t, sub.as_deref(), user) {
+            Answer::Error(e)
         } else if t.kind.create_only {
-            self.review(parts, &body, &t).unwrap_or_else(Answer::Error)
+            self.review(parts, &body, &t, user)
+                .unwrap_or_else(Answer::Error)
+        } else if sub.as_deref() == Some("token") {
+            self.token_request(parts, &body, &t)
+                .unwrap_or_else(Answer::Error)
         } else if sub.as_deref() == Some("scale") {
             self.scale(parts, &q, &body, &t)
                 .unwrap_or_else(Answer::Error)
@@ -118,17 +142,13 @@ impl ApiService {
             self.action(parts, &q, &body, &t, sub.as_deref().unwrap_or_default())
                 .unwrap_or_else(Answer::Error)
         } else if admitted {
-            self.admitted(parts, &q, body, &t, sub.as_deref())
+            self.admitted(parts, &q, body, &t, sub.as_deref(), user)
                 .await
                 .unwrap_or_else(Answer::Error)
         } else {
             self.verb(parts, &q, body, &t, sub.is_some())
                 .unwrap_or_else(Answer::Error)
         };
-        if let Some(e) = entry {
-            e.namespace = t.namespace;
-            e.name = t.name;
-        }
         match drop_after {
             Some(rule) => Err(Dropped(rule)),
             None => Ok(answer),
@@ -169,18 +189,28 @@ impl ApiService {
         parts: &http::request::Parts,
         body: &Bytes,
         t: &Target,
+        user: &UserInfo,
     ) -> Result<Answer, ApiError> {
         if parts.method != Method::POST || !t.name.is_empty() {
             return Err(ApiError::method_not_allowed());
         }
         let mut review = decode_object(body, &header_of(parts, header::CONTENT_TYPE))?;
         Api::default_body_kind(t, &mut review);
+        let gate = &self.shared.gate;
+        let api = &self.shared.api;
+        let now = api.clock.now().as_second();
+        let tokens = |token: &str, audiences: &[String]| {
+            gate.authn()
+                .token_user(token, audiences, &**api, now)
+                .map_err(|e| e.to_string())
+        };
         let answered = crate::auth::reviews::answer(
             t.kind.plural(),
             &t.namespace,
             &review,
-            &crate::auth::UserInfo::admin(),
-            &crate::auth::AlwaysAllow,
+            user,
+            gate.authorizer(),
+            &tokens,
         )
         .map_err(|causes| ApiError::invalid(t.kind.group(), &t.kind.kind, "", causes))?;
         Ok(Answer::reply(Reply {

@@ -19,10 +19,12 @@ mod control;
 mod decode;
 mod discovery;
 mod handlers;
+pub mod identity;
 mod openapi;
 pub mod protobuf;
 mod response;
 mod route;
+mod secured;
 pub mod table;
 
 use std::{
@@ -91,6 +93,7 @@ pub(crate) struct Shared {
     pub(crate) injector: Arc<Injector>,
     pub(crate) journal: Arc<Journal>,
     pub(crate) control: ControlSettings,
+    pub(crate) gate: Arc<crate::auth::gate::Gate>,
 }
 
 /// The fake API server as a tower `Service`. Cheap to clone.
@@ -162,8 +165,12 @@ impl ApiService {
             Ok(b) => b,
             Err(e) => return Ok(Answer::Error(e).into_response()),
         };
+        let user = identity::identify(&self.shared, &parts);
         if let Some(rest) = path.strip_prefix("/_fake/v1") {
-            return Ok(control::handle(&self.shared, &parts, rest, &body).into_response());
+            return Ok(
+                control::handle(&self.shared, &parts, rest, &body, user.as_ref().ok())
+                    .into_response(),
+            );
         }
         let query = parts.uri.query().unwrap_or_default().to_string();
         let mut entry = self.shared.journal.is_enabled().then(|| {
@@ -184,12 +191,17 @@ impl ApiService {
                 content_type: header(header::CONTENT_TYPE),
                 user_agent: header(header::USER_AGENT),
                 request_body: Bytes::copy_from_slice(&body),
+                user: user.as_ref().ok().map(|u| u.username.clone()),
                 ..Default::default()
             }
         });
-        let outcome = self
-            .route(&parts, &path, &query, body, entry.as_mut())
-            .await;
+        let outcome = match user {
+            Ok(user) => {
+                self.route(&parts, &path, &query, body, entry.as_mut(), &user)
+                    .await
+            }
+            Err(e) => Ok(Answer::Error(e)),
+        };
         let (answer, dropped) = match outcome {
             Ok(answer) => (Some(answer), None),
             Err(Dropped(rule)) => (None, Some(rule)),
@@ -218,11 +230,25 @@ impl ApiService {
         query: &str,
         body: Bytes,
         entry: Option<&mut Record>,
+        user: &crate::auth::UserInfo,
     ) -> Result<Answer, Dropped> {
         let route = match route::parse(path, &self.shared.api.resources) {
             Ok(r) => r,
-            Err(e) => return Ok(Answer::Error(e)),
+            Err(e) => {
+                // What is not served is still a URL someone may not get.
+                let attrs = identity::non_resource(&parts.method, path);
+                if let Err(denied) = self.shared.gate.authorize(user, &attrs) {
+                    return Ok(Answer::Error(denied));
+                }
+                return Ok(Answer::Error(e));
+            }
         };
+        if !matches!(route, Route::Resource(..)) {
+            let attrs = identity::non_resource(&parts.method, path);
+            if let Err(denied) = self.shared.gate.authorize(user, &attrs) {
+                return Ok(Answer::Error(denied));
+            }
+        }
         let accept = header_of(parts, header::ACCEPT);
         let read_only = |a: Answer| {
             if parts.method == Method::GET || parts.method == Method::HEAD {
@@ -253,7 +279,9 @@ impl ApiService {
             Route::OpenApiV3Index => read_only(Answer::value(openapi::index(resources))),
             Route::OpenApiV3(g, v) => read_only(or_error(openapi::document(resources, &g, &v))),
             Route::Resource(target, sub) => {
-                return self.resource(parts, query, body, target, sub, entry).await;
+                return self
+                    .resource(parts, query, body, (target, sub), entry, user)
+                    .await;
             }
         };
         Ok(answer)
@@ -261,10 +289,13 @@ impl ApiService {
 }
 
 /// Serves `service` on every connection `listener` accepts (HTTP/1 and
-/// HTTP/2) until `stop` fires or is dropped; then closes every connection.
+/// HTTP/2; over TLS with `tls`, where a verified client certificate's
+/// identity goes with each request) until `stop` fires or is dropped; then
+/// closes every connection.
 pub(crate) fn serve(
     listener: TcpListener,
     service: ApiService,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: oneshot::Receiver<()>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -274,10 +305,49 @@ pub(crate) fn serve(
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
                     let _ = stream.set_nodelay(true);
-                    let svc = TowerToHyperService::new(service.clone());
+                    let service = service.clone();
+                    let tls = tls.clone();
                     connections.spawn(async move {
                         let builder = auto::Builder::new(TokioExecutor::new());
-                        if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+                        let ended = match tls {
+                            None => {
+                                let svc = TowerToHyperService::new(service);
+                                builder.serve_connection(TokioIo::new(stream), svc).await
+                            }
+                            Some(acceptor) => {
+                                // A handshake that never ends must not hold the task.
+                                let handshake = tokio::time::timeout(
+                                    std::time::Duration::from_secs(10),
+                                    acceptor.accept(stream),
+                                );
+                                let stream = match handshake.await {
+                                    Ok(Ok(s)) => s,
+                                    Ok(Err(e)) => {
+                                        tracing::debug!("TLS handshake failed: {e}");
+                                        return;
+                                    }
+                                    Err(_) => return,
+                                };
+                                let cert = stream
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .and_then(|c| c.first())
+                                    .and_then(|c| crate::auth::pki::identity_of(c))
+                                    .map(identity::ClientCertificate);
+                                let svc = tower::ServiceBuilder::new()
+                                    .map_request(move |mut req: Request<hyper::body::Incoming>| {
+                                        if let Some(cert) = &cert {
+                                            req.extensions_mut().insert(cert.clone());
+                                        }
+                                        req
+                                    })
+                                    .service(service);
+                                let svc = TowerToHyperService::new(svc);
+                                builder.serve_connection(TokioIo::new(stream), svc).await
+                            }
+                        };
+                        if let Err(e) = ended {
                             tracing::debug!("connection ended: {e}");
                         }
                     });

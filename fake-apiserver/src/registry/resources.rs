@@ -329,7 +329,7 @@ pub struct Action {
 
 impl Kind {
     /// The create-only subresources of this kind (`pods/binding`,
-    /// `pods/eviction`).
+    /// `pods/eviction`, `serviceaccounts/token`).
     pub fn actions(&self) -> &'static [Action] {
         const POD_ACTIONS: &[Action] = &[
             Action {
@@ -341,10 +341,18 @@ impl Kind {
                 posts: ("policy", "v1", "Eviction"),
             },
         ];
-        if !self.custom && self.key.group.is_empty() && self.key.plural == "pods" {
-            POD_ACTIONS
-        } else {
-            &[]
+        const SERVICE_ACCOUNT_ACTIONS: &[Action] = &[Action {
+            name: "token",
+            posts: ("authentication.k8s.io", "v1", "TokenRequest"),
+        }];
+        match (
+            self.custom,
+            self.key.group.as_str(),
+            self.key.plural.as_str(),
+        ) {
+            (false, "", "pods") => POD_ACTIONS,
+            (false, "", "serviceaccounts") => SERVICE_ACCOUNT_ACTIONS,
+            _ => &[],
         }
     }
 }

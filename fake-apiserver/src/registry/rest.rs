@@ -151,4 +151,8 @@ pub trait Controller: Send + Sync {
 
     /// `obj` (its last state) was removed from the store.
     fn removed(&self, _api: &dyn Objects, _obj: &Value) {}
+
+    /// An object of `key` was created, changed or removed (every write
+    /// that changed the store).
+    fn written(&self, _api: &dyn Objects, _key: &crate::apimachinery::resource_key::ResourceKey) {}
 }

@@ -92,6 +92,10 @@ pub struct Record {
     pub content_type: Option<String>,
     /// `User-Agent`.
     pub user_agent: Option<String>,
+    /// The user the request acted as (none when it authenticated no one).
+    pub user: Option<String>,
+    /// The subresource addressed, if any.
+    pub subresource: Option<String>,
     /// Request body.
     pub request_body: bytes::Bytes,
     /// Status code (0 = connection dropped).

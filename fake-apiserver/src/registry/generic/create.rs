@@ -142,7 +142,7 @@ impl Api {
                     if is_crd(&t.kind) {
                         self.establish_crd(&name);
                     }
-                    self.mirror_event(&t.kind, &t.namespace, &name);
+                    self.after_write(&t.kind, &t.namespace, &name);
                     return Ok(reply);
                 }
                 Ok(Committed::Dry(preview)) => {

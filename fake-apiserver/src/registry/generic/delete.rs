@@ -144,7 +144,7 @@ impl Api {
         };
         let obj = written.object.ok_or_else(|| self.not_found(t))?;
         let policy = opts.propagation.as_deref().unwrap_or("Background");
-        self.mirror_event(&t.kind, &t.namespace, &t.name);
+        self.after_write(&t.kind, &t.namespace, &t.name);
         if removed {
             self.on_removed(&t.kind, &t.namespace, &t.name, &obj.value());
             if t.kind.custom {

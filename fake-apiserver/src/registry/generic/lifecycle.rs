@@ -21,9 +21,18 @@ use crate::{
 };
 
 impl Api {
+    /// After a write that changed the store: the controllers told, and an
+    /// Event mirrored.
+    pub(super) fn after_write(&self, kind: &Kind, namespace: &str, name: &str) {
+        self.mirror_event(kind, namespace, name);
+        for controller in &self.controllers {
+            controller.written(self, &kind.key);
+        }
+    }
+
     /// After a write of an Event (`removed`: it is gone): the same write,
     /// converted, to the other Events API.
-    pub(super) fn mirror_event(&self, kind: &Kind, namespace: &str, name: &str) {
+    fn mirror_event(&self, kind: &Kind, namespace: &str, name: &str) {
         let Some(other) = events::mirror_of(kind) else {
             return;
         };

@@ -289,7 +289,7 @@ impl Api {
                     self.establish_crd(&t.name);
                 }
                 if w.event.is_some() {
-                    self.mirror_event(&t.kind, &t.namespace, &t.name);
+                    self.after_write(&t.kind, &t.namespace, &t.name);
                 }
                 Ok(Reply {
                     unknown_fields,

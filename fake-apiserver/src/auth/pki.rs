@@ -1,0 +1,216 @@
+//! The fake's own certificate authority (`--tls`): a CA made at start, the
+//! serving certificate it signs for the server's addresses, client
+//! certificates for users (CN the user, O each group, as kube-apiserver
+//! reads them), and the identity a verified client certificate carries.
+
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::auth::{authn::AUTHENTICATED, UserInfo};
+
+/// Why TLS material could not be made or read.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// Generating a key or certificate failed.
+    #[error("cannot make a certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// A PEM file holds no certificate, or a bad one.
+    #[error("cannot read certificates: {0}")]
+    Read(String),
+    /// rustls refused the configuration.
+    #[error("cannot configure TLS: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// A certificate authority.
+pub struct Authority {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+    der: CertificateDer<'static>,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Authority")
+    }
+}
+
+/// A certificate and its private key, in PEM.
+#[derive(Clone, Debug)]
+pub struct Pem {
+    /// The certificate.
+    pub cert: String,
+    /// The private key (PKCS#8).
+    pub key: String,
+}
+
+impl Authority {
+    /// A new self-signed CA.
+    ///
+    /// # Errors
+    /// When the key or certificate cannot be made.
+    pub fn new(name: &str) -> Result<Self, PkiError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.self_signed(&key)?;
+        Ok(Authority {
+            pem: cert.pem(),
+            der: cert.der().clone(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// The CA certificate, PEM (a kubeconfig's `certificate-authority-data`).
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// A serving certificate for `hosts` (names or IP addresses).
+    ///
+    /// # Errors
+    /// When it cannot be made.
+    pub fn serving(&self, hosts: &[String]) -> Result<Pem, PkiError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(hosts.to_vec())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "fake-apiserver");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        })
+    }
+
+    /// A client certificate for `user` (CN), in `group` (O) if any. The
+    /// certificates made here carry one group at most (certificates from
+    /// other CAs may carry several); give a user more groups with a token.
+    ///
+    /// # Errors
+    /// When it cannot be made.
+    pub fn client(&self, user: &str, group: Option<&str>) -> Result<Pem, PkiError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        if let Some(group) = group {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, group);
+        }
+        params.distinguished_name.push(DnType::CommonName, user);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        })
+    }
+
+    /// A rustls server configuration serving `serving`, offering h2 and
+    /// http/1.1, and verifying client certificates (when a client sends
+    /// one) against this CA and the CAs in `client_cas` (PEM).
+    ///
+    /// # Errors
+    /// When a certificate cannot be read or rustls refuses them.
+    pub fn server_config(
+        &self,
+        serving: &Pem,
+        client_cas: Option<&str>,
+    ) -> Result<rustls::ServerConfig, PkiError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(self.der.clone())
+            .map_err(|e| PkiError::Read(e.to_string()))?;
+        if let Some(pem) = client_cas {
+            for cert in certificates(pem)? {
+                roots.add(cert).map_err(|e| PkiError::Read(e.to_string()))?;
+            }
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| PkiError::Read(e.to_string()))?;
+        let key = key(&serving.key)?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certificates(&serving.cert)?, key)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
+/// The certificates of a PEM text.
+///
+/// # Errors
+/// When it holds none, or a malformed one.
+pub fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PkiError::Read(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(PkiError::Read("no certificate in the PEM text".into()));
+    }
+    Ok(certs)
+}
+
+fn key(pem: &str) -> Result<PrivateKeyDer<'static>, PkiError> {
+    use rustls::pki_types::pem::PemObject;
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| PkiError::Read(e.to_string()))
+}
+
+/// The user a (verified) client certificate is: its CN, in the groups its
+/// O's name, and `system:authenticated`; `None` without a CN.
+pub fn identity_of(cert: &[u8]) -> Option<UserInfo> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
+    let subject = parsed.subject();
+    let username = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let mut groups: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(String::from))
+        .collect();
+    if !groups.iter().any(|g| g == AUTHENTICATED) {
+        groups.push(AUTHENTICATED.into());
+    }
+    Some(UserInfo {
+        username,
+        uid: String::new(),
+        groups,
+        extra: Default::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_certificates_should_carry_user_and_groups() {
+        let ca = Authority::new("test CA").unwrap();
+        let pem = ca.client("alice", Some("dev")).unwrap();
+        let der = certificates(&pem.cert).unwrap().remove(0);
+        let user = identity_of(&der).unwrap();
+        assert_eq!(user.username, "alice");
+        assert_eq!(user.groups, ["dev", AUTHENTICATED]);
+        let serving = ca
+            .serving(&["127.0.0.1".into(), "localhost".into()])
+            .unwrap();
+        ca.server_config(&serving, None).unwrap();
+    }
+}

@@ -1,0 +1,96 @@
+//! Who a request is, and what it asks to do, in authorizer terms: the
+//! bearer token (or a verified client certificate's identity) through the
+//! authenticator, then the impersonation headers; and the attributes of a
+//! non-resource request.
+
+use std::collections::BTreeMap;
+
+use http::{header, request::Parts, Method};
+
+use crate::{
+    apimachinery::errors::ApiError,
+    auth::{impersonation, Attributes, UserInfo},
+    endpoints::Shared,
+};
+
+/// The identity a verified TLS client certificate carries (its CN as the
+/// user, its Os as the groups), put in a request's extensions by the TLS
+/// accept loop.
+#[derive(Clone, Debug)]
+pub struct ClientCertificate(pub UserInfo);
+
+/// The user a request acts as.
+///
+/// # Errors
+/// 401 when its credentials authenticate no one; 403 (or 500) for an
+/// impersonation it may not do.
+pub(super) fn identify(shared: &Shared, parts: &Parts) -> Result<UserInfo, ApiError> {
+    let bearer = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|t| !t.is_empty());
+    let gate = &shared.gate;
+    let user = match (bearer, parts.extensions.get::<ClientCertificate>()) {
+        (None, Some(cert)) => cert.0.clone(),
+        (bearer, _) => {
+            let now = shared.api.clock.now().as_second();
+            gate.authn()
+                .authenticate(bearer, &*shared.api, now)
+                .ok_or_else(ApiError::unauthorized)?
+        }
+    };
+    let wanted = impersonation_headers(parts);
+    if wanted.is_empty() {
+        return Ok(user);
+    }
+    impersonation::impersonate(gate.authorizer(), &user, &wanted)
+}
+
+fn impersonation_headers(parts: &Parts) -> impersonation::Request {
+    let text = |v: &http::HeaderValue| v.to_str().unwrap_or_default().to_string();
+    let one = |name: &str| parts.headers.get(name).map(text);
+    let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in &parts.headers {
+        if let Some(key) = name.as_str().strip_prefix("impersonate-extra-") {
+            let key: String = form_urlencoded::parse(format!("k={key}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_else(|| key.to_string());
+            extra
+                .entry(key.to_ascii_lowercase())
+                .or_default()
+                .push(text(value));
+        }
+    }
+    impersonation::Request {
+        user: one("impersonate-user"),
+        uid: one("impersonate-uid"),
+        groups: parts
+            .headers
+            .get_all("impersonate-group")
+            .iter()
+            .map(text)
+            .collect(),
+        extra,
+    }
+}
+
+/// The attributes of a request for a non-resource URL: its path, and its
+/// method as the verb (`get` for GET and HEAD).
+pub(super) fn non_resource(method: &Method, path: &str) -> Attributes {
+    let verb = if method == Method::HEAD {
+        "get".to_string()
+    } else {
+        method.as_str().to_ascii_lowercase()
+    };
+    Attributes {
+        verb,
+        path: path.to_string(),
+        ..Default::default()
+    }
+}
