@@ -548,10 +548,13 @@ pub(crate) async fn configure(
                     logger.error(format!("Cannot update the {what} webhook {managed}: {e}"));
                 }
             }
-            Err(kube::Error::Api(s)) if s.code == 403 => logger.error(format!(
-                "Not enough RBAC permissions to create a {}.",
-                ar.kind
-            )),
+            Err(e @ kube::Error::Api(_)) if matches!(&e, kube::Error::Api(s) if s.code == 403) => {
+                logger.error(format!(
+                    "Not enough RBAC permissions to create a {}. {}",
+                    ar.kind,
+                    crate::forbidden::explain(&e)
+                ))
+            }
             Err(e) => logger.error(format!("Cannot create the {what} webhook {managed}: {e}")),
         }
     }

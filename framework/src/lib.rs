@@ -19,6 +19,7 @@
 //! - `handling`: the context, handler errors, one attempt's outcome.
 //! - `registry`: handlers with their reasons, filters and options.
 //! - [`hierarchies`]: owner references, labels and naming for children.
+//! - `forbidden`: API errors as people read them (a 403's missing grant).
 //! - `posting`: log lines posted as Kubernetes Events (an engine).
 //! - `activities`: startup and cleanup handlers (an engine).
 //! - `daemons`: daemons and timers beside each object (an engine).
@@ -36,6 +37,7 @@ mod activities;
 mod admission;
 mod cli;
 mod daemons;
+mod forbidden;
 mod handling;
 pub mod hierarchies;
 mod indexing;

@@ -329,8 +329,10 @@ async fn keep_alive(
                 place.name, place.scope
             )),
             Err(e) => logger.warn(format!(
-                "Keep-alive in '{}' {} failed: {e}",
-                place.name, place.scope
+                "Keep-alive in '{}' {} failed: {}",
+                place.name,
+                place.scope,
+                crate::forbidden::explain(&e)
             )),
         }
         drop(logger.drain());

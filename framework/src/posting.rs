@@ -86,7 +86,7 @@ pub(crate) fn start(
             let namespace = event.metadata.namespace.clone().unwrap_or_default();
             let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
             if let Err(e) = api.create(&PostParams::default(), &event).await {
-                tracing::warn!("Failed to post an event: {e}");
+                tracing::warn!("Failed to post an event: {}", crate::forbidden::explain(&e));
             }
         }
     });

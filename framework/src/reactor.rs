@@ -184,6 +184,7 @@ pub(crate) async fn watch_resource(
             Ok(watcher::Event::Apply(o)) => (o, listing, false),
             Ok(watcher::Event::Delete(o)) => (o, false, true),
             Err(e) => {
+                let e = crate::forbidden::explain_watch(&e);
                 tracing::warn!("Watching {} failed; retrying: {e}", shared.resource);
                 continue;
             }
@@ -651,7 +652,8 @@ async fn worker(
 enum Failure {
     Gone,
     Conflict,
-    Other(kube::Error),
+    /// Anything else, as a log line says it.
+    Other(String),
 }
 
 /// Applies a merge patch (the status part through `/status` when the
@@ -670,7 +672,7 @@ async fn apply(
     let classify = |e: kube::Error| match &e {
         kube::Error::Api(s) if s.code == 404 => Failure::Gone,
         kube::Error::Api(s) if s.code == 409 => Failure::Conflict,
-        _ => Failure::Other(e),
+        _ => Failure::Other(crate::forbidden::explain(&e)),
     };
     let params = PatchParams::default();
     let mut rv = None;

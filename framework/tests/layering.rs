@@ -8,7 +8,7 @@ use std::{collections::BTreeSet, fs, path::Path};
 /// Layers from the bottom up; modules in one layer may not use each other
 /// unless listed in `SAME_LAYER_OK`.
 const LAYERS: &[&[&str]] = &[
-    &["structs", "references", "stopping", "indices"],
+    &["structs", "references", "stopping", "indices", "forbidden"],
     &["storage"],
     &["handling"],
     &["observing"],

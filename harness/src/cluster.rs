@@ -205,6 +205,49 @@ impl Cluster {
         }
     }
 
+    /// Authorizes the fake's requests with RBAC from now on, as a real
+    /// cluster does (kube-apiserver's bootstrap roles and bindings are
+    /// written). The test's own reads and writes through this handle are
+    /// not requests, and stay allowed.
+    ///
+    /// # Errors
+    /// For a remote cluster.
+    pub fn enforce_rbac(&self) -> Result<(), HarnessError> {
+        self.fake("enforcing RBAC")?
+            .set_authorization(fake_apiserver::auth::gate::Mode::Rbac);
+        Ok(())
+    }
+
+    /// A bearer token of the ServiceAccount `namespace/name`, created (with
+    /// its namespace) if missing; it authenticates as
+    /// `system:serviceaccount:NAMESPACE:NAME`, in its groups.
+    ///
+    /// # Errors
+    /// For a remote cluster, or when the objects cannot be created.
+    pub fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<String, HarnessError> {
+        let server = self.fake("service accounts")?;
+        if self.get("namespaces", "", namespace).is_none() {
+            self.apply(&format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace:?}}}\n"
+            ))?;
+        }
+        if self.get("serviceaccounts", namespace, name).is_none() {
+            self.apply(&format!(
+                "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {name:?}, namespace: {namespace:?}}}\n"
+            ))?;
+        }
+        Ok(server.token_for(fake_apiserver::auth::UserInfo {
+            username: format!("system:serviceaccount:{namespace}:{name}"),
+            uid: String::new(),
+            groups: fake_apiserver::auth::authn::service_account_groups(namespace),
+            extra: Default::default(),
+        }))
+    }
+
     /// The journal of the operator's requests (fake cluster only).
     pub fn journal(&self) -> Option<&Arc<Journal>> {
         self.server().map(FakeApiServer::journal)

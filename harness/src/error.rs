@@ -31,6 +31,11 @@ pub struct SettleError {
     pub wall_clock: bool,
     /// Whether the simulated cluster's controllers still had work.
     pub cluster_busy: bool,
+    /// The operator's requests RBAC denied since the last settle (under
+    /// `KopfRunner::service_account`), each with the rule that would have
+    /// allowed it. `settle` stops at the first quiet moment once there are
+    /// any, instead of waiting out the operator's retries.
+    pub forbidden: Vec<crate::rbac::Denied>,
 }
 
 impl SettleError {
@@ -44,7 +49,25 @@ impl SettleError {
 
 impl fmt::Display for SettleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.wall_clock {
+        if !self.forbidden.is_empty() {
+            writeln!(f, "the operator was denied by RBAC:")?;
+            for d in &self.forbidden {
+                writeln!(f, "  - {}", d.message)?;
+                writeln!(f, "    grant {}", d.grant)?;
+            }
+            if self.queued.is_empty()
+                && self.busy.is_empty()
+                && self.wakeups.is_empty()
+                && self.behind.is_empty()
+            {
+                return Ok(());
+            }
+            writeln!(
+                f,
+                "and it has not settled ({:?} of virtual time):",
+                self.waited
+            )?;
+        } else if self.wall_clock {
             writeln!(
                 f,
                 "the operator did not settle: it kept busy for the whole wall-clock guard ({:?} of virtual time passed):",

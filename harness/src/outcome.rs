@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     cluster::Cluster,
+    rbac::{self, Denied},
     records::{EventRecord, WriteRecord},
 };
 
@@ -25,9 +26,39 @@ pub struct Outcome {
     pub handlers: Vec<String>,
     /// The operator's log at info level and above.
     pub log: Vec<String>,
+    /// The operator's requests RBAC denied, each with the rule that would
+    /// have allowed it (only under [`KopfRunner::service_account`]).
+    ///
+    /// [`KopfRunner::service_account`]: crate::KopfRunner::service_account
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub denied: Vec<Denied>,
+    /// The minimal ClusterRole and Roles for what the operator did.
+    #[serde(skip)]
+    required: Vec<Value>,
     /// Where more objects come from ([`Outcome::with_objects`]).
     #[serde(skip)]
     source: Source,
+}
+
+/// Who the operator is to the cluster, for its requests in the journal.
+#[derive(Clone, Debug)]
+pub(crate) struct OperatorUser {
+    /// Its user name (`system:admin` unless it runs as a ServiceAccount).
+    pub(crate) username: String,
+    /// What to name the required roles.
+    pub(crate) role_name: String,
+    /// Whether RBAC decides its requests.
+    pub(crate) enforced: bool,
+}
+
+impl Default for OperatorUser {
+    fn default() -> Self {
+        OperatorUser {
+            username: "system:admin".into(),
+            role_name: "operator".into(),
+            enforced: false,
+        }
+    }
 }
 
 /// The cluster an outcome was collected from; not part of its value.
@@ -155,7 +186,12 @@ fn rv(v: &Value) -> u64 {
 }
 
 impl Outcome {
-    pub(crate) fn collect(cluster: &Cluster, observer: &Observer, sink: &LogSink) -> Self {
+    pub(crate) fn collect(
+        cluster: &Cluster,
+        observer: &Observer,
+        sink: &LogSink,
+        operator: &OperatorUser,
+    ) -> Self {
         let mut resources: Vec<String> = observer.watched().into_iter().map(|(r, _)| r).collect();
         resources.sort();
         let objects = resources
@@ -217,14 +253,45 @@ impl Outcome {
             .filter(|l| l.level >= Level::Info)
             .map(|l| redact_str(&l.message))
             .collect();
+        let requests = cluster
+            .journal()
+            .map(|j| rbac::entries(j, &operator.username, 0))
+            .unwrap_or_default();
+        let denied = if operator.enforced {
+            rbac::denied(&requests)
+        } else {
+            Vec::new()
+        };
         Outcome {
             objects,
             events,
             writes,
             handlers,
             log,
+            denied,
+            required: rbac::required(&requests, &operator.role_name),
             source: Source(Some(cluster.clone())),
         }
+    }
+
+    /// The minimal ClusterRole (cluster-scoped kinds, and lists and watches
+    /// across namespaces) and Roles (one per namespace) that allow exactly
+    /// the requests the operator made, allowed or denied: one rule per API
+    /// group and resource (subresources apart), with the verbs used, and no
+    /// `resourceNames`. Snapshot it as YAML ([`Outcome::required_rbac_yaml`])
+    /// and compare it with the RBAC you ship, to see what is missing and
+    /// what was never used.
+    pub fn required_rbac(&self) -> &[Value] {
+        &self.required
+    }
+
+    /// [`Outcome::required_rbac`] as a multi-document YAML manifest.
+    pub fn required_rbac_yaml(&self) -> String {
+        self.required
+            .iter()
+            .map(|o| serde_yaml::to_string(o).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("---\n")
     }
 
     /// The same outcome, with the final objects of more resources (`plural`

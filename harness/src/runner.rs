@@ -10,7 +10,8 @@ use tokio::{sync::oneshot, task::JoinHandle};
 use crate::{
     cluster::Cluster,
     error::{HarnessError, SettleError},
-    outcome::Outcome,
+    outcome::{OperatorUser, Outcome},
+    rbac::{self, Denied},
 };
 
 /// A running operator: its stop signal and its task.
@@ -48,6 +49,12 @@ pub struct KopfRunner {
     budget: Duration,
     wall_budget: Duration,
     stop_timeout: Duration,
+    /// The ServiceAccount the operator runs as, if not the administrator.
+    account: Option<(String, String)>,
+    operator: OperatorUser,
+    tolerate_forbidden: bool,
+    /// The journal entry up to which denied requests were reported.
+    reported: std::sync::atomic::AtomicU64,
 }
 
 impl KopfRunner {
@@ -89,7 +96,102 @@ impl KopfRunner {
             budget: Duration::from_secs(3600),
             wall_budget: Duration::from_secs(20),
             stop_timeout: Duration::from_secs(60),
+            account: None,
+            operator: OperatorUser::default(),
+            tolerate_forbidden: false,
+            reported: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Runs the operator as the ServiceAccount `namespace/name` (created
+    /// if missing), with RBAC enforced as on a real cluster: every request
+    /// it makes needs a grant (see [`KopfRunner::rbac_from`]). A denied
+    /// request fails `settle`, naming the rule that would allow it, and
+    /// [`Outcome::required_rbac`] gives the minimal roles for what it did.
+    ///
+    /// ```no_run
+    /// # async fn doc() -> Result<(), Box<dyn std::error::Error>> {
+    /// # fn operator() -> kopf::Operator { kopf::Operator::new() }
+    /// let mut runner = kopf_harness::KopfRunner::new(operator);
+    /// runner
+    ///     .service_account("ops", "my-operator")
+    ///     .rbac_from("deploy/rbac.yaml")?;
+    /// runner.start().await?;
+    /// runner.settle().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn service_account(&mut self, namespace: &str, name: &str) -> &mut Self {
+        self.account = Some((namespace.to_string(), name.to_string()));
+        self.operator = OperatorUser {
+            username: format!("system:serviceaccount:{namespace}:{name}"),
+            role_name: name.to_string(),
+            enforced: true,
+        };
+        self
+    }
+
+    /// Applies an RBAC manifest (your project's own: ClusterRoles, Roles,
+    /// their bindings, ServiceAccounts) to the cluster, as the
+    /// administrator.
+    ///
+    /// # Errors
+    /// When the file cannot be read or an object is refused.
+    pub fn rbac_from(
+        &mut self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<&mut Self, HarnessError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| HarnessError::Refused(format!("cannot read {}: {e}", path.display())))?;
+        self.rbac(&text)
+    }
+
+    /// Applies an RBAC manifest given as YAML text, as [`KopfRunner::rbac_from`].
+    ///
+    /// # Errors
+    /// When an object is refused.
+    pub fn rbac(&mut self, manifest: &str) -> Result<&mut Self, HarnessError> {
+        self.cluster.apply(manifest)?;
+        Ok(self)
+    }
+
+    /// Whether `settle` lets the operator carry on after RBAC denied it
+    /// something (default: no, `settle` fails naming the missing grant).
+    /// Turn it on to test how the operator degrades without a permission.
+    pub fn tolerate_forbidden(&mut self, tolerate: bool) -> &mut Self {
+        self.tolerate_forbidden = tolerate;
+        self
+    }
+
+    /// The operator's requests RBAC denied so far, each once, with the rule
+    /// that would have allowed it.
+    pub fn denied(&self) -> Vec<Denied> {
+        self.denied_between(0, u64::MAX)
+    }
+
+    fn denied_between(&self, after: u64, until: u64) -> Vec<Denied> {
+        match (self.operator.enforced, self.cluster.journal()) {
+            (true, Some(journal)) => {
+                let mut entries = rbac::entries(journal, &self.operator.username, after);
+                entries.retain(|e| e.seq <= until);
+                rbac::denied(&entries)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Denied requests not reported by an earlier `settle` (all reported
+    /// from now on).
+    fn newly_denied(&self) -> Vec<Denied> {
+        use std::sync::atomic::Ordering;
+        let Some(journal) = self.cluster.journal() else {
+            return Vec::new();
+        };
+        let after = self.reported.load(Ordering::Relaxed);
+        let latest = journal.last_seq();
+        let denied = self.denied_between(after, latest);
+        self.reported.store(latest, Ordering::Relaxed);
+        denied
     }
 
     /// The cluster.
@@ -129,7 +231,16 @@ impl KopfRunner {
         if self.running.is_some() {
             return Ok(());
         }
-        let client = self.cluster.client()?;
+        let client = match &self.account {
+            None => self.cluster.client()?,
+            Some((namespace, name)) => {
+                self.cluster.enforce_rbac()?;
+                let token = self.cluster.service_account_token(namespace, name)?;
+                self.cluster
+                    .fake("running the operator as a ServiceAccount")?
+                    .client_with_token(&token)
+            }
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let operator = (self.factory)();
         let task = tokio::spawn(operator.run(client, self.settings.clone(), async {
@@ -137,16 +248,34 @@ impl KopfRunner {
         }));
         self.running = Some((stop, task));
         let deadline = tokio::time::Instant::now() + self.budget;
+        let mut steps = 0u64;
         while !self.observer.is_ready() {
+            steps += 1;
+            // A denied request keeps startup retrying: say so at once
+            // (looked for once per virtual second).
+            let denied_now = steps.is_multiple_of(200)
+                && self.operator.enforced
+                && !self.tolerate_forbidden
+                && !self.denied().is_empty();
             if self.running.as_ref().is_some_and(|(_, t)| t.is_finished()) {
                 return Err(self.stop().await.err().unwrap_or(HarnessError::Stopped(
                     "the operator stopped before it was ready".into(),
                 )));
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(HarnessError::Stopped(
-                    "the operator did not get ready".into(),
-                ));
+            if tokio::time::Instant::now() >= deadline || denied_now {
+                let denied: String = self
+                    .denied()
+                    .iter()
+                    .map(|d| format!("\n  - {}\n    grant {}", d.message, d.grant))
+                    .collect();
+                let why = if denied.is_empty() {
+                    String::new()
+                } else {
+                    format!("; RBAC denied it:{denied}")
+                };
+                return Err(HarnessError::Stopped(format!(
+                    "the operator did not get ready{why}"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -194,6 +323,12 @@ impl KopfRunner {
                 && self.observer.is_idle()
                 && self.behind().is_empty()
                 && self.cluster.controllers_quiet();
+            if quiet && self.operator.enforced && !self.tolerate_forbidden {
+                let forbidden = self.newly_denied();
+                if !forbidden.is_empty() {
+                    return Err(self.settle_error(start, wall, forbidden));
+                }
+            }
             if quiet {
                 match self.next_wakeup() {
                     None => {
@@ -225,20 +360,12 @@ impl KopfRunner {
                 || out_of_wall_time
                 || (quiet && self.next_wakeup().is_some_and(|at| at > deadline))
             {
-                let pending = self.observer.pending();
-                return Err(SettleError {
-                    waited: start.elapsed(),
-                    queued: pending.queued,
-                    busy: pending.busy,
-                    notes: pending.notes,
-                    detached: pending.detached,
-                    wakeups: pending.wakeups,
-                    running: pending.running,
-                    behind: self.behind(),
-                    ready: self.observer.is_ready(),
-                    wall_clock: out_of_wall_time,
-                    cluster_busy: !self.cluster.controllers_quiet(),
-                });
+                let forbidden = if self.tolerate_forbidden {
+                    Vec::new()
+                } else {
+                    self.newly_denied()
+                };
+                return Err(self.settle_error(start, wall, forbidden));
             }
             // Look again in a millisecond of virtual time, as the operator's
             // work moves on (the steps keep a run deterministic: time never
@@ -264,6 +391,29 @@ impl KopfRunner {
                 _ = changes.changed(), if stuck => {}
                 _ = tokio::time::sleep_until(poll.min(deadline)) => {}
             }
+        }
+    }
+
+    fn settle_error(
+        &self,
+        start: tokio::time::Instant,
+        wall: std::time::Instant,
+        forbidden: Vec<Denied>,
+    ) -> SettleError {
+        let pending = self.observer.pending();
+        SettleError {
+            waited: start.elapsed(),
+            queued: pending.queued,
+            busy: pending.busy,
+            notes: pending.notes,
+            detached: pending.detached,
+            wakeups: pending.wakeups,
+            running: pending.running,
+            behind: self.behind(),
+            ready: self.observer.is_ready(),
+            wall_clock: wall.elapsed() >= self.wall_budget,
+            cluster_busy: !self.cluster.controllers_quiet(),
+            forbidden,
         }
     }
 
@@ -330,7 +480,7 @@ impl KopfRunner {
 
     /// What the operator did: objects, events, writes, handler outcomes, log.
     pub fn outcome(&self) -> Outcome {
-        Outcome::collect(&self.cluster, &self.observer, &self.sink)
+        Outcome::collect(&self.cluster, &self.observer, &self.sink, &self.operator)
     }
 }
 

@@ -6,6 +6,7 @@ use std::{collections::BTreeSet, fs, path::Path};
 /// Modules from the bottom up; a module may use only modules of lower
 /// layers (`lib` holds the errors and re-exports, and is above all).
 const LAYERS: &[&[&str]] = &[
+    &["rbac"],
     &["error", "records"],
     &["remote"],
     &["cluster"],

@@ -202,6 +202,9 @@ enum Command {
         /// Only this field manager.
         #[arg(long)]
         manager: Option<String>,
+        /// Only this user's requests (e.g. system:serviceaccount:ops:op).
+        #[arg(long)]
+        user: Option<String>,
         /// Only writes.
         #[arg(long)]
         writes: bool,
@@ -620,6 +623,7 @@ async fn control(cmd: Command) -> Result<String, String> {
             name,
             namespace,
             manager,
+            user,
             writes,
             normalized,
             clear,
@@ -634,6 +638,7 @@ async fn control(cmd: Command) -> Result<String, String> {
                 ("name", name),
                 ("namespace", namespace),
                 ("manager", manager),
+                ("user", user),
             ] {
                 if let Some(v) = v {
                     q.append_pair(k, &v);

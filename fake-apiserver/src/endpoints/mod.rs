@@ -209,7 +209,8 @@ impl ApiService {
         if let Some(mut e) = entry {
             if let Some(a) = &answer {
                 e.code = a.code();
-                if self.shared.journal.captures_responses() {
+                // A denied request keeps its Status: what it was refused.
+                if self.shared.journal.captures_responses() || e.code == 403 {
                     e.response_body = a.body_for_journal();
                 }
             }

@@ -55,6 +55,9 @@ pub struct Entry {
     /// `fieldManager` query parameter.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field_manager: Option<String>,
+    /// The user the request acted as (none when it authenticated no one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// The request body (JSON when it parses, else text).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_body: Option<Value>,
@@ -130,12 +133,16 @@ impl Record {
             path,
             query,
             resource: self.kind.as_ref().map(|k| k.key.to_string()),
-            subresource: self.status.then(|| "status".to_string()),
+            subresource: self
+                .subresource
+                .clone()
+                .or_else(|| self.status.then(|| "status".to_string())),
             namespace: some(&self.namespace),
             name: some(&self.name),
             content_type: self.content_type.clone(),
             user_agent: self.user_agent.clone(),
             field_manager,
+            user: self.user.clone(),
             request_body: (!self.request_body.is_empty()).then(|| body_value(&self.request_body)),
             code: self.code,
             response_body: self.response_body.as_deref().map(body_value),
@@ -158,6 +165,8 @@ pub struct Filter {
     pub namespace: Option<String>,
     /// Only this field manager.
     pub manager: Option<String>,
+    /// Only this user's requests.
+    pub user: Option<String>,
     /// Only requests that changed something (create, update, patch, delete, deletecollection).
     pub writes: bool,
 }
@@ -173,6 +182,7 @@ impl Filter {
             && eq(&self.name, &e.name)
             && eq(&self.namespace, &e.namespace)
             && eq(&self.manager, &e.field_manager)
+            && eq(&self.user, &e.user)
             && (!self.writes || is_write(&e.verb))
     }
 }
@@ -262,6 +272,11 @@ impl Journal {
             .map(|(seq, r)| r.entry(*seq))
             .filter(|e| filter.accepts(e))
             .collect()
+    }
+
+    /// The position of the latest entry (0 when none was ever recorded).
+    pub fn last_seq(&self) -> u64 {
+        self.lock().next
     }
 
     /// Removes every entry (numbering continues).
