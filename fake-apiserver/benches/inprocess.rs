@@ -1,6 +1,7 @@
 //! In-process benchmarks through `kube::Api` on a current-thread runtime:
 //! start-up, create, GET, merge patch, LIST of 100 / 2,000 / 10,000 objects,
-//! and watch fan-out to 100 watchers.
+//! watch fan-out to 100 watchers, and what the journal and authorization
+//! add to a request.
 //!
 //! Run: `cargo bench -p fake-apiserver --bench inprocess`
 
@@ -259,6 +260,106 @@ fn journal_overhead(c: &mut Criterion) {
     group.finish();
 }
 
+/// What authorization costs per request: GET and merge patch under
+/// AlwaysAllow (the in-process default), and under RBAC as the
+/// administrator and as a ServiceAccount whose grant is one RoleBinding
+/// among 500 Roles and 500 RoleBindings.
+fn rbac_overhead(c: &mut Criterion) {
+    use fake_apiserver::auth::{gate::Mode, UserInfo};
+    let rt = runtime();
+    let mut group = c.benchmark_group("authorization");
+    group.throughput(Throughput::Elements(1));
+    for (label, mode, as_account) in [
+        ("AlwaysAllow", Mode::AlwaysAllow, false),
+        ("RBAC, administrator", Mode::Rbac, false),
+        (
+            "RBAC, ServiceAccount, 500 roles + 500 bindings",
+            Mode::Rbac,
+            true,
+        ),
+    ] {
+        let _runtime = rt.enter();
+        let server = FakeApiServer::builder().authorization(mode).build();
+        let mut manifest: String = (0..50)
+            .map(|n| format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: ns-{n}}}\n---\n"))
+            .collect();
+        for i in 0..500 {
+            manifest.push_str(&format!(
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: role-{i}, namespace: ns-{}}}\nrules: [{{apiGroups: [''], resources: [configmaps, secrets], verbs: [get, list]}}]\n---\n\
+                 apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: binding-{i}, namespace: ns-{}}}\n\
+                 roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: role-{i}}}\nsubjects: [{{kind: ServiceAccount, name: sa-{i}, namespace: ns-{}}}]\n---\n",
+                i % 50, i % 50, i % 50
+            ));
+        }
+        manifest.push_str(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: cm-writer, namespace: default}\n\
+             rules: [{apiGroups: [''], resources: [configmaps], verbs: [get, create, patch]}]\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: op, namespace: default}\n\
+             roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: cm-writer}\nsubjects: [{kind: ServiceAccount, name: op, namespace: ops}]\n",
+        );
+        server.load_str(&manifest, "bench").unwrap();
+        let client = if as_account {
+            server.client_with_token(&server.token_for(UserInfo {
+                username: "system:serviceaccount:ops:op".into(),
+                uid: String::new(),
+                groups: fake_apiserver::auth::authn::service_account_groups("ops"),
+                extra: Default::default(),
+            }))
+        } else {
+            server.client()
+        };
+        let api: Api<ConfigMap> = Api::default_namespaced(client);
+        rt.block_on(api.create(&PostParams::default(), &cm("cm-00000")))
+            .unwrap();
+        server.journal().set_enabled(false);
+        if as_account {
+            // The decision alone, without the request around it.
+            // Nothing changes while it runs: the index is built once.
+            let rbac = fake_apiserver::auth::rbac::Rbac::new(
+                server.api().clone(),
+                fake_apiserver::auth::aggregation::Changes::default(),
+            );
+            let user = UserInfo {
+                username: "system:serviceaccount:ops:op".into(),
+                uid: String::new(),
+                groups: fake_apiserver::auth::authn::service_account_groups("ops"),
+                extra: Default::default(),
+            };
+            let attrs = fake_apiserver::auth::Attributes {
+                verb: "get".into(),
+                resource: "configmaps".into(),
+                namespace: "default".into(),
+                name: "cm-00000".into(),
+                ..Default::default()
+            };
+            group.bench_function("one RBAC decision, 500 roles + 500 bindings", |b| {
+                b.iter(|| {
+                    use fake_apiserver::auth::Authorizer;
+                    assert!(rbac.authorize(&user, &attrs).allowed)
+                })
+            });
+        }
+        group.bench_function(format!("get, {label}"), |b| {
+            b.to_async(&rt)
+                .iter(|| async { api.get("cm-00000").await.unwrap() })
+        });
+        let mut v = 0u64;
+        group.bench_function(format!("merge patch, {label}"), |b| {
+            b.to_async(&rt).iter(|| {
+                v += 1;
+                let patch = json!({"data": {"n": v.to_string()}});
+                let api = api.clone();
+                async move {
+                    api.patch("cm-00000", &PatchParams::default(), &Patch::Merge(patch))
+                        .await
+                        .unwrap()
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 /// A Deployment with three containers, each with a few env vars.
 fn deployment() -> serde_json::Value {
     let containers: Vec<serde_json::Value> = (0..3)
@@ -395,6 +496,7 @@ criterion_group!(
     list,
     watch_fanout,
     journal_overhead,
+    rbac_overhead,
     patches,
     namespace_deletion
 );

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use base64::Engine;
 use bytes::Bytes;
 use fake_apiserver::{
     auth::{gate::Mode, UserInfo},
@@ -822,5 +823,27 @@ async fn client_certificates_should_authenticate_over_tls() {
                 .contains(r#"User "dave" cannot list resource "configmaps""#),
         "{err}"
     );
+    // A certificate another CA signed authenticates no one: 401, as
+    // kube-apiserver answers (the handshake itself succeeds).
+    let other = fake_apiserver::auth::pki::Authority::new("another CA").unwrap();
+    let stranger = other.client("mallory", Some("system:masters")).unwrap();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let kubeconfig = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "x",
+        "clusters": [{"name": "x", "cluster": {"server": serving.url(),
+            "certificate-authority-data": b64(serving.ca_pem().unwrap())}}],
+        "contexts": [{"name": "x", "context": {"cluster": "x", "user": "x"}}],
+        "users": [{"name": "x", "user": {"client-certificate-data": b64(&stranger.cert),
+            "client-key-data": b64(&stranger.key)}}],
+    });
+    let mallory = client_of(serde_yaml::to_string(&kubeconfig).unwrap()).await;
+    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::default_namespaced(mallory);
+    match cms.list(&Default::default()).await.unwrap_err() {
+        kube::Error::Api(status) => {
+            assert_eq!((status.code, status.reason.as_str()), (401, "Unauthorized"))
+        }
+        other => panic!("{other}"),
+    }
     serving.shutdown().await;
 }

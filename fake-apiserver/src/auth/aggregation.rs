@@ -4,6 +4,15 @@
 //! ClusterRole its `clusterRoleSelectors` select, in name order and
 //! without repeats. Done at once after each ClusterRole write, and written
 //! through the registry's update rules like any client's update.
+//!
+//! The same hook counts the writes of the four RBAC kinds ([`Changes`]),
+//! which tells the RBAC authorizer when its index is stale, at the cost of
+//! one atomic read per request.
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
 
 use serde_json::{json, Value};
 
@@ -13,13 +22,37 @@ use crate::{
     storage::selector::{format_label_selector, LabelSelector},
 };
 
+/// How many writes of Roles, ClusterRoles and their bindings there were.
+#[derive(Clone, Debug, Default)]
+pub struct Changes(Arc<AtomicU64>);
+
+impl Changes {
+    /// The count so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// The aggregation controller, registered with the API by the server.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Aggregator;
+#[derive(Clone, Debug, Default)]
+pub struct Aggregator {
+    changes: Changes,
+}
+
+impl Aggregator {
+    /// An aggregator counting RBAC writes in `changes`.
+    pub fn new(changes: Changes) -> Self {
+        Aggregator { changes }
+    }
+}
 
 impl Controller for Aggregator {
     fn written(&self, api: &dyn Objects, key: &ResourceKey) {
-        if key.group == "rbac.authorization.k8s.io" && key.plural == "clusterroles" {
+        if key.group != "rbac.authorization.k8s.io" {
+            return;
+        }
+        self.changes.0.fetch_add(1, Ordering::AcqRel);
+        if key.plural == "clusterroles" {
             aggregate(api);
         }
     }

@@ -10,7 +10,8 @@ use std::sync::{
 use crate::{
     apimachinery::errors::ApiError,
     auth::{
-        authn::Authenticator, forbidden, rbac::Rbac, AlwaysAllow, Attributes, Authorizer, UserInfo,
+        aggregation::Changes, authn::Authenticator, forbidden, rbac::Rbac, AlwaysAllow, Attributes,
+        Authorizer, UserInfo,
     },
     registry::rest::Objects,
 };
@@ -58,11 +59,17 @@ impl std::fmt::Debug for Gate {
 }
 
 impl Gate {
-    /// A door with `authn`, authorizing in `mode` over `objects`.
-    pub fn new(objects: Arc<dyn Objects + Send + Sync>, authn: Authenticator, mode: Mode) -> Self {
+    /// A door with `authn`, authorizing in `mode` over `objects` (RBAC
+    /// re-reading them when `changes` moves on).
+    pub fn new(
+        objects: Arc<dyn Objects + Send + Sync>,
+        authn: Authenticator,
+        mode: Mode,
+        changes: Changes,
+    ) -> Self {
         Gate {
             authn,
-            rbac: Rbac::new(objects),
+            rbac: Rbac::new(objects, changes),
             rbac_on: AtomicBool::new(mode == Mode::Rbac),
         }
     }

@@ -113,8 +113,11 @@ impl Authority {
     }
 
     /// A rustls server configuration serving `serving`, offering h2 and
-    /// http/1.1, and verifying client certificates (when a client sends
-    /// one) against this CA and the CAs in `client_cas` (PEM).
+    /// http/1.1, asking clients for a certificate; and the verifier that
+    /// then decides whether the certificate a client sent was signed by
+    /// this CA or one in `client_cas` (PEM). As kube-apiserver does, the
+    /// handshake accepts any certificate, and one from another CA
+    /// authenticates no one (401) instead of failing the connection.
     ///
     /// # Errors
     /// When a certificate cannot be read or rustls refuses them.
@@ -122,7 +125,7 @@ impl Authority {
         &self,
         serving: &Pem,
         client_cas: Option<&str>,
-    ) -> Result<rustls::ServerConfig, PkiError> {
+    ) -> Result<(rustls::ServerConfig, ClientCerts), PkiError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         roots
@@ -140,13 +143,83 @@ impl Authority {
         .allow_unauthenticated()
         .build()
         .map_err(|e| PkiError::Read(e.to_string()))?;
+        let checker = ClientCerts(verifier);
         let key = key(&serving.key)?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .with_client_cert_verifier(verifier)
+            .with_client_cert_verifier(Arc::new(checker.clone()))
             .with_single_cert(certificates(&serving.cert)?, key)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(config)
+        Ok((config, checker))
+    }
+}
+
+/// Client certificates: asked for in the handshake, any accepted there
+/// (the client proves it holds the key), and verified against the trusted
+/// CAs afterwards, by [`ClientCerts::identity`].
+#[derive(Clone, Debug)]
+pub struct ClientCerts(Arc<dyn rustls::server::danger::ClientCertVerifier>);
+
+impl ClientCerts {
+    /// Who a client's certificate chain says it is: `None` without one,
+    /// `Some(None)` for one the trusted CAs did not sign (or without a
+    /// CN), `Some(Some(user))` for a valid one.
+    pub fn identity(&self, chain: &[CertificateDer<'_>]) -> Option<Option<UserInfo>> {
+        let (leaf, intermediates) = chain.split_first()?;
+        let now = rustls::pki_types::UnixTime::now();
+        Some(
+            self.0
+                .verify_client_cert(leaf, intermediates, now)
+                .ok()
+                .and_then(|_| identity_of(leaf)),
+        )
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for ClientCerts {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        // Decided after the handshake (`identity`), as kube-apiserver's
+        // x509 authenticator does.
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }
 

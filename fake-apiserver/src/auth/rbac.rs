@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::{
     apimachinery::resource_key::ResourceKey,
-    auth::{rules::Rule, Attributes, Authorizer, Decision, Rules, UserInfo},
+    auth::{aggregation::Changes, rules::Rule, Attributes, Authorizer, Decision, Rules, UserInfo},
     registry::rest::Objects,
 };
 
@@ -29,6 +29,7 @@ pub const MASTERS: &str = "system:masters";
 /// The RBAC authorizer over the objects of a server.
 pub struct Rbac {
     objects: Arc<dyn Objects + Send + Sync>,
+    changes: Changes,
     index: Mutex<Option<Arc<Index>>>,
 }
 
@@ -44,10 +45,63 @@ enum Subject {
     Group(String),
 }
 
+/// FNV-1a: the index's keys are short names, hashed several times per
+/// request, where SipHash's cost showed.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Names<V> = HashMap<String, V, std::hash::BuildHasherDefault<Fnv>>;
+
+/// Grants by subject: users' and groups' apart, so that a request's user
+/// and groups are looked up by reference.
+#[derive(Default)]
+struct BySubject {
+    users: Names<Vec<Grant>>,
+    groups: Names<Vec<Grant>>,
+}
+
+impl BySubject {
+    fn add(&mut self, subject: Subject, grant: Grant) {
+        let (map, name) = match subject {
+            Subject::User(n) => (&mut self.users, n),
+            Subject::Group(n) => (&mut self.groups, n),
+        };
+        map.entry(name).or_default().push(grant);
+    }
+
+    fn of<'a>(&'a self, user: &'a UserInfo) -> impl Iterator<Item = &'a Grant> + 'a {
+        let own = self.users.get(&user.username).into_iter().flatten();
+        let groups = user
+            .groups
+            .iter()
+            .flat_map(|g| self.groups.get(g).into_iter().flatten());
+        own.chain(groups)
+    }
+}
+
 /// One binding of a role to a subject, its role's rules resolved.
 struct Grant {
-    /// How kube-apiserver describes it in an allowing reason.
-    described: String,
+    /// The reason of a decision it allows, as kube-apiserver words it:
+    /// `RBAC: allowed by ClusterRoleBinding "b" of ClusterRole "r" to ...`.
+    reason: String,
     rules: Arc<Vec<Rule>>,
     /// Why the role could not be resolved, if it could not.
     error: Option<String>,
@@ -58,9 +112,10 @@ struct Grant {
 
 #[derive(Default)]
 struct Index {
-    stamp: [u64; 4],
-    cluster: HashMap<Subject, Vec<Grant>>,
-    namespaced: HashMap<String, HashMap<Subject, Vec<Grant>>>,
+    /// The count of RBAC writes it was built at.
+    stamp: u64,
+    cluster: BySubject,
+    namespaced: Names<BySubject>,
 }
 
 fn keys() -> [ResourceKey; 4] {
@@ -73,21 +128,20 @@ fn keys() -> [ResourceKey; 4] {
 }
 
 impl Rbac {
-    /// The RBAC authorizer of the objects `objects` holds.
-    pub fn new(objects: Arc<dyn Objects + Send + Sync>) -> Self {
+    /// The RBAC authorizer of the objects `objects` holds, re-indexed
+    /// when `changes` (counted by the [`Aggregator`] hook) moves on.
+    ///
+    /// [`Aggregator`]: crate::auth::aggregation::Aggregator
+    pub fn new(objects: Arc<dyn Objects + Send + Sync>, changes: Changes) -> Self {
         Rbac {
             objects,
+            changes,
             index: Mutex::new(None),
         }
     }
 
-    fn stamp(&self) -> [u64; 4] {
-        let store = self.objects.store();
-        keys().map(|k| store.latest_rv(&k))
-    }
-
     fn index(&self) -> Arc<Index> {
-        let stamp = self.stamp();
+        let stamp = self.changes.get();
         let mut cached = self.index.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(index) = cached.as_ref().filter(|i| i.stamp == stamp) {
             return index.clone();
@@ -111,7 +165,7 @@ impl Rbac {
         .unwrap_or_default()
     }
 
-    fn build(&self, stamp: [u64; 4]) -> Index {
+    fn build(&self, stamp: u64) -> Index {
         let [roles_key, cluster_roles_key, bindings_key, cluster_bindings_key] = keys();
         let roles: HashMap<(String, String), Arc<Vec<Rule>>> = self
             .all(&roles_key)
@@ -150,38 +204,38 @@ impl Rbac {
             let role_ref = &binding["roleRef"];
             let (rules, error) = resolve("", role_ref);
             for (subject, shown) in subjects(&binding, "") {
-                index.cluster.entry(subject).or_default().push(Grant {
-                    described: format!(
-                        "ClusterRoleBinding {name:?} of {} {:?} to {shown}",
-                        role_ref["kind"].as_str().unwrap_or_default(),
-                        role_ref["name"].as_str().unwrap_or_default()
-                    ),
-                    rules: rules.clone(),
-                    error: error.clone(),
-                    namespaced: false,
-                });
+                index.cluster.add(
+                    subject,
+                    Grant {
+                        reason: format!(
+                            "RBAC: allowed by ClusterRoleBinding {name:?} of {} {:?} to {shown}",
+                            role_ref["kind"].as_str().unwrap_or_default(),
+                            role_ref["name"].as_str().unwrap_or_default()
+                        ),
+                        rules: rules.clone(),
+                        error: error.clone(),
+                        namespaced: false,
+                    },
+                );
             }
         }
         for (ns, name, binding) in self.all(&bindings_key) {
             let role_ref = &binding["roleRef"];
             let (rules, error) = resolve(&ns, role_ref);
             for (subject, shown) in subjects(&binding, &ns) {
-                index
-                    .namespaced
-                    .entry(ns.clone())
-                    .or_default()
-                    .entry(subject)
-                    .or_default()
-                    .push(Grant {
-                        described: format!(
-                            "RoleBinding \"{name}/{ns}\" of {} {:?} to {shown}",
+                index.namespaced.entry(ns.clone()).or_default().add(
+                    subject,
+                    Grant {
+                        reason: format!(
+                            "RBAC: allowed by RoleBinding \"{name}/{ns}\" of {} {:?} to {shown}",
                             role_ref["kind"].as_str().unwrap_or_default(),
                             role_ref["name"].as_str().unwrap_or_default()
                         ),
                         rules: rules.clone(),
                         error: error.clone(),
                         namespaced: true,
-                    });
+                    },
+                );
             }
         }
         index
@@ -191,23 +245,16 @@ impl Rbac {
     /// first).
     fn grants<'a>(
         index: &'a Index,
-        user: &UserInfo,
+        user: &'a UserInfo,
         namespace: &str,
     ) -> impl Iterator<Item = &'a Grant> + 'a {
-        let mut subjects = vec![Subject::User(user.username.clone())];
-        subjects.extend(user.groups.iter().map(|g| Subject::Group(g.clone())));
         let local = (!namespace.is_empty())
             .then(|| index.namespaced.get(namespace))
             .flatten();
-        let cluster: Vec<&'a Grant> = subjects
-            .iter()
-            .flat_map(|s| index.cluster.get(s).into_iter().flatten())
-            .collect();
-        let namespaced: Vec<&'a Grant> = subjects
-            .iter()
-            .flat_map(|s| local.and_then(|l| l.get(s)).into_iter().flatten())
-            .collect();
-        cluster.into_iter().chain(namespaced)
+        index
+            .cluster
+            .of(user)
+            .chain(local.into_iter().flat_map(move |l| l.of(user)))
     }
 }
 
@@ -261,7 +308,7 @@ impl Authorizer for Rbac {
             if grant.rules.iter().any(|r| r.allows(attrs)) {
                 return Decision {
                     allowed: true,
-                    reason: format!("RBAC: allowed by {}", grant.described),
+                    reason: grant.reason.clone(),
                 };
             }
         }

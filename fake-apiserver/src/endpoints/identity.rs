@@ -13,11 +13,11 @@ use crate::{
     endpoints::Shared,
 };
 
-/// The identity a verified TLS client certificate carries (its CN as the
-/// user, its Os as the groups), put in a request's extensions by the TLS
-/// accept loop.
+/// What the TLS client certificate of a connection says (put in each of
+/// its requests' extensions by the TLS accept loop): the user its CN and
+/// O's name, or `None` for a certificate no trusted CA signed.
 #[derive(Clone, Debug)]
-pub struct ClientCertificate(pub UserInfo);
+pub struct ClientCertificate(pub Option<UserInfo>);
 
 /// The user a request acts as.
 ///
@@ -36,7 +36,7 @@ pub(super) fn identify(shared: &Shared, parts: &Parts) -> Result<UserInfo, ApiEr
         .filter(|t| !t.is_empty());
     let gate = &shared.gate;
     let user = match (bearer, parts.extensions.get::<ClientCertificate>()) {
-        (None, Some(cert)) => cert.0.clone(),
+        (None, Some(cert)) => cert.0.clone().ok_or_else(ApiError::unauthorized)?,
         (bearer, _) => {
             let now = shared.api.clock.now().as_second();
             gate.authn()

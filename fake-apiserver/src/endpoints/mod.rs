@@ -296,7 +296,7 @@ impl ApiService {
 pub(crate) fn serve(
     listener: TcpListener,
     service: ApiService,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<(tokio_rustls::TlsAcceptor, crate::auth::pki::ClientCerts)>,
     mut stop: oneshot::Receiver<()>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -315,7 +315,7 @@ pub(crate) fn serve(
                                 let svc = TowerToHyperService::new(service);
                                 builder.serve_connection(TokioIo::new(stream), svc).await
                             }
-                            Some(acceptor) => {
+                            Some((acceptor, certs)) => {
                                 // A handshake that never ends must not hold the task.
                                 let handshake = tokio::time::timeout(
                                     std::time::Duration::from_secs(10),
@@ -333,8 +333,7 @@ pub(crate) fn serve(
                                     .get_ref()
                                     .1
                                     .peer_certificates()
-                                    .and_then(|c| c.first())
-                                    .and_then(|c| crate::auth::pki::identity_of(c))
+                                    .and_then(|chain| certs.identity(chain))
                                     .map(identity::ClientCertificate);
                                 let svc = tower::ServiceBuilder::new()
                                     .map_request(move |mut req: Request<hyper::body::Incoming>| {

@@ -18,7 +18,7 @@ use crate::{
     admission::webhooks::Admission,
     apimachinery::{clock::Clock, errors::ApiError},
     auth::{
-        aggregation::Aggregator,
+        aggregation::{Aggregator, Changes},
         authn::{self, Authenticator},
         gate::{Gate, Mode},
         UserInfo,
@@ -209,8 +209,9 @@ impl Builder {
         if selection.runs(controllers::selection::Ctl::Kubelet) {
             self.settings.graceful_pods = true;
         }
+        let changes = Changes::default();
         let mut collectors: Vec<Arc<dyn crate::registry::rest::Controller>> =
-            vec![Arc::new(Aggregator)];
+            vec![Arc::new(Aggregator::new(changes.clone()))];
         if selection.collects_garbage() {
             collectors.push(Arc::new(GarbageCollector));
         }
@@ -221,7 +222,7 @@ impl Builder {
             self.anonymous,
         );
         let objects: Arc<dyn crate::registry::rest::Objects + Send + Sync> = api.clone();
-        let gate = Arc::new(Gate::new(objects, authn, Mode::AlwaysAllow));
+        let gate = Arc::new(Gate::new(objects, authn, Mode::AlwaysAllow, changes));
         let shared = Shared {
             gate,
             admission: Admission::default(),

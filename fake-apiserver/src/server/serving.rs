@@ -9,7 +9,10 @@ use serde_json::Value;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 use crate::{
-    auth::{gate::Mode, pki::Authority},
+    auth::{
+        gate::Mode,
+        pki::{Authority, ClientCerts},
+    },
     endpoints::{self, ApiService},
     server::FakeApiServer,
 };
@@ -44,16 +47,17 @@ impl FakeApiServer {
             hosts.push(addr.ip().to_string());
         }
         let serving = authority.serving(&hosts).map_err(other)?;
-        let config = authority
+        let (config, certs) = authority
             .server_config(&serving, client_ca_pem)
             .map_err(other)?;
-        self.serve_with(addr, Some((authority, config))).await
+        self.serve_with(addr, Some((authority, config, certs)))
+            .await
     }
 
     async fn serve_with(
         &self,
         addr: SocketAddr,
-        tls: Option<(Authority, rustls::ServerConfig)>,
+        tls: Option<(Authority, rustls::ServerConfig, ClientCerts)>,
     ) -> std::io::Result<Serving> {
         if !addr.ip().is_loopback()
             && self.authorization() == Mode::AlwaysAllow
@@ -78,9 +82,9 @@ impl FakeApiServer {
         let service = ApiService::new(self.shared.clone(), &local_addr.to_string());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (authority, acceptor) = match tls {
-            Some((authority, config)) => (
+            Some((authority, config, certs)) => (
                 Some(Arc::new(authority)),
-                Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+                Some((tokio_rustls::TlsAcceptor::from(Arc::new(config)), certs)),
             ),
             None => (None, None),
         };
