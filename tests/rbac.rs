@@ -78,6 +78,12 @@ async fn an_operator_should_carry_on_when_events_are_forbidden() {
     );
     assert_eq!(outcome.events, [], "no event could be posted");
     assert_eq!(outcome.denied.len(), 1);
+    // The operator's log spells out the missing grant.
+    assert!(
+        runner.output().contains(r#"Failed to post an event: Forbidden: system:serviceaccount:default:kopfexample-account may not create events (the core API group) in the namespace "default"; grant a Role in "default" (or a ClusterRole) bound to it with {apiGroups: [""], resources: ["events"], verbs: [create]}"#),
+        "{}",
+        runner.output()
+    );
     assert_eq!(
         outcome.denied[0].grant,
         r#"{apiGroups: [""], resources: ["events"], verbs: ["create"]} in a Role of namespace "default" (or a ClusterRole)"#

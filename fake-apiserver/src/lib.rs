@@ -36,17 +36,19 @@
 //! - [`storage`]: the versioned object store, selectors, the watch fan-out.
 //! - [`registry`]: the kinds, the rules of every write, and the verbs
 //!   ([`Api`](registry::generic::Api)).
-//! - [`auth`]: who a request is and what it may do (today: the
-//!   administrator, everything allowed), and the review APIs.
+//! - [`auth`]: who a request is (tokens, ServiceAccount tokens, client
+//!   certificates, impersonation) and what it may do (AlwaysAllow or
+//!   RBAC, with kube-apiserver's bootstrap policy), the review APIs, and
+//!   the fake's certificate authority for `--tls`.
 //! - [`controllers`] (garbage collection, and the simulated cluster: nodes,
 //!   scheduler, kubelets and workload controllers, clients of the server
 //!   through HTTP), `admission` (webhooks), [`testing`] (watch injection,
 //!   fault rules, the journal).
 //! - [`endpoints`]: HTTP: routing, discovery, OpenAPI, bodies and answers
 //!   ([`ApiService`]), and the control API under `/_fake/v1`.
-//! - `server` ([`FakeApiServer`]): in-process handle, TCP serving,
-//!   kubeconfig, loading files, starting the simulated cluster; and the
-//!   `fake-apiserver` binary on top.
+//! - `server` ([`FakeApiServer`]): in-process handle, TCP serving (HTTP or
+//!   HTTPS), kubeconfigs, loading files, starting the simulated cluster;
+//!   and the `fake-apiserver` binary on top.
 #![deny(missing_docs)]
 
 mod admission;

@@ -847,3 +847,146 @@ async fn client_certificates_should_authenticate_over_tls() {
     }
     serving.shutdown().await;
 }
+
+/// What kube-apiserver's RequestInfo reads beyond the path: a namespace's
+/// own requests are in that namespace, and a list or watch narrowed to one
+/// name by a field selector is about that name (`resourceNames` apply).
+#[tokio::test(start_paused = true)]
+async fn namespaces_and_single_name_lists_should_be_authorized_as_kube_does() {
+    let server = rbac_server();
+    let rbac = "/apis/rbac.authorization.k8s.io/v1";
+    let alice = server.token_for(user("alice", &["system:authenticated"]));
+    admin_create(
+        &server,
+        "/api/v1/namespaces",
+        json!({"metadata": {"name": "team"}}),
+    )
+    .await;
+    admin_create(
+        &server,
+        &format!("{rbac}/namespaces/team/rolebindings"),
+        json!({"metadata": {"name": "alice-views"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+               "subjects": [{"kind": "User", "name": "alice"}]}),
+    )
+    .await;
+    let (code, _) = send(
+        &server,
+        Some(&alice),
+        "GET",
+        "/api/v1/namespaces/team",
+        &[],
+        Value::Null,
+    )
+    .await;
+    assert_eq!(code, 200, "view in a namespace lets one get it");
+    let (code, body) = send(
+        &server,
+        Some(&alice),
+        "GET",
+        "/api/v1/namespaces/default",
+        &[],
+        Value::Null,
+    )
+    .await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        body["message"],
+        r#"namespaces "default" is forbidden: User "alice" cannot get resource "namespaces" in API group "" in the namespace "default""#
+    );
+    admin_create(
+        &server,
+        &format!("{rbac}/namespaces/default/roles"),
+        json!({"metadata": {"name": "one-cm"}, "rules": [
+            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["a"], "verbs": ["list", "watch"]}]}),
+    )
+    .await;
+    admin_create(
+        &server,
+        &format!("{rbac}/namespaces/default/rolebindings"),
+        json!({"metadata": {"name": "alice-one-cm"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "one-cm"},
+               "subjects": [{"kind": "User", "name": "alice"}]}),
+    )
+    .await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let (code, _) = send(
+        &server,
+        Some(&alice),
+        "GET",
+        &format!("{cms}?fieldSelector=metadata.name%3Da"),
+        &[],
+        Value::Null,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (code, _) = send(
+        &server,
+        Some(&alice),
+        "GET",
+        &format!("{cms}?fieldSelector=metadata.name%3Db"),
+        &[],
+        Value::Null,
+    )
+    .await;
+    assert_eq!(code, 403);
+    let (code, _) = send(&server, Some(&alice), "GET", cms, &[], Value::Null).await;
+    assert_eq!(code, 403);
+    // An empty Impersonate-User header impersonates no one.
+    let (code, body) = send(
+        &server,
+        Some(&alice),
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        &[("impersonate-user", "")],
+        json!({}),
+    )
+    .await;
+    assert_eq!(code, 201);
+    assert_eq!(body["status"]["userInfo"]["username"], "alice");
+}
+
+/// A binding whose role is missing: kube's reason names it, and the
+/// administrator's token is valid for the API server's audience only.
+#[tokio::test(start_paused = true)]
+async fn reviews_should_say_what_kube_says() {
+    let server = rbac_server();
+    admin_create(
+        &server,
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+        json!({"metadata": {"name": "dangling"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "nope"},
+               "subjects": [{"kind": "User", "name": "bob"}]}),
+    )
+    .await;
+    let (_, review) = send(&server, Some(server.admin_token()), "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", &[],
+        json!({"spec": {"user": "bob", "resourceAttributes": {"namespace": "default", "verb": "get", "resource": "pods"}}})).await;
+    assert_eq!(
+        review["status"],
+        json!({"allowed": false, "reason": "RBAC: role.rbac.authorization.k8s.io \"nope\" not found"})
+    );
+    let token_review = |audiences: Value| {
+        let server = server.clone();
+        async move {
+            send(
+                &server,
+                Some(server.admin_token()),
+                "POST",
+                "/apis/authentication.k8s.io/v1/tokenreviews",
+                &[],
+                json!({"spec": {"token": server.admin_token(), "audiences": audiences}}),
+            )
+            .await
+            .1["status"]
+                .clone()
+        }
+    };
+    assert_eq!(token_review(json!([])).await["authenticated"], true);
+    let vault = token_review(json!(["vault"])).await;
+    assert_eq!(vault["authenticated"], Value::Null, "{vault}");
+    assert!(
+        vault["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid for the target audiences"),
+        "{vault}"
+    );
+}

@@ -492,7 +492,11 @@ impl Operator {
         crate::activities::run(&startup, Reason::Startup, &client, &self.memo, &settings)
             .await
             .map_err(|(id, message)| OperatorError::ActivityFailed { id, message })?;
-        let poster = crate::posting::start(client.clone(), settings.clock.clone());
+        let poster = crate::posting::start(
+            client.clone(),
+            settings.clock.clone(),
+            settings.log_sink.clone(),
+        );
         let admission = self
             .serve_webhooks(&client, &settings, &indices, &mut tasks, &stop_rx)
             .await?;

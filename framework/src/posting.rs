@@ -76,8 +76,11 @@ fn event_body(p: &Posting, now: Timestamp) -> Option<Event> {
 pub(crate) fn start(
     client: Client,
     clock: crate::settings::Clock,
+    sink: Option<crate::handling::LogSink>,
 ) -> mpsc::UnboundedSender<Posting> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Posting>();
+    // Failures go to the operator's log, not as Events (that would loop).
+    let logger = crate::handling::Logger::operator(sink);
     tokio::spawn(async move {
         while let Some(p) = rx.recv().await {
             let Some(event) = event_body(&p, clock.now()) else {
@@ -86,7 +89,10 @@ pub(crate) fn start(
             let namespace = event.metadata.namespace.clone().unwrap_or_default();
             let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
             if let Err(e) = api.create(&PostParams::default(), &event).await {
-                tracing::warn!("Failed to post an event: {}", crate::forbidden::explain(&e));
+                logger.warn(format!(
+                    "Failed to post an event: {}",
+                    crate::forbidden::explain(&e)
+                ));
             }
         }
     });

@@ -96,12 +96,14 @@ pub(crate) fn denied(entries: &[Entry]) -> Vec<Denied> {
         .filter(|e| e.code == 403)
         .filter_map(|e| {
             let access = Access::of(e)?;
+            // RBAC's denials only: a terminating namespace or an
+            // escalation refusal is a 403 too, but no grant would help.
             let message = e
                 .response_body
                 .as_ref()
                 .and_then(|b| b["message"].as_str())
-                .map(String::from)
-                .unwrap_or_else(|| format!("{} {} is forbidden", e.verb, access.resource));
+                .filter(|m| m.contains(" cannot ") && m.contains("User \""))?
+                .to_string();
             seen.insert(access.clone()).then(|| Denied {
                 message,
                 grant: format!("{} {}", access.rule(), access.scope()),
@@ -170,6 +172,16 @@ mod tests {
         }
     }
 
+    fn denied_entry(verb: &str, resource: &str, ns: &str) -> Entry {
+        let message = format!(
+            "{resource} is forbidden: User \"op\" cannot {verb} resource \"{resource}\" in API group \"\" in the namespace \"{ns}\""
+        );
+        Entry {
+            response_body: Some(json!({"message": message})),
+            ..entry(verb, resource, None, Some(ns), 403)
+        }
+    }
+
     #[test]
     fn required_rules_should_cover_exactly_what_was_done() {
         let entries = [
@@ -183,8 +195,15 @@ mod tests {
                 Some("default"),
                 200,
             ),
-            entry("create", "events", None, Some("default"), 403),
-            entry("create", "events", None, Some("default"), 403),
+            denied_entry("create", "events", "default"),
+            denied_entry("create", "events", "default"),
+            // Not RBAC's: no grant would help.
+            Entry {
+                response_body: Some(
+                    json!({"message": "pods \"p\" is forbidden: unable to create new content in namespace gone because it is being terminated"}),
+                ),
+                ..entry("create", "pods", None, Some("gone"), 403)
+            },
         ];
         let yaml = serde_yaml::to_string(&required(&entries, "op")).unwrap();
         insta::assert_snapshot!(yaml);

@@ -51,14 +51,10 @@ impl std::fmt::Debug for Authenticator {
 /// A random token: 32 bytes, hex.
 pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
-    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
-        // No system randomness: a token nobody can guess is still better
-        // than none, so fall back to the time.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        bytes[..16].copy_from_slice(&nanos.to_le_bytes());
-    }
+    // Without the system's randomness no credential is safe: stop.
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the system's random number generator works");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -84,7 +80,9 @@ impl Authenticator {
     /// whether requests without credentials are the anonymous user.
     pub fn new(admin_token: String, tokens: HashMap<String, UserInfo>, anonymous: bool) -> Self {
         let mut secret = [0u8; 32];
-        let _ = ring::rand::SystemRandom::new().fill(&mut secret);
+        ring::rand::SystemRandom::new()
+            .fill(&mut secret)
+            .expect("the system's random number generator works");
         Authenticator {
             tokens: RwLock::new(tokens),
             admin_token,
@@ -148,12 +146,23 @@ impl Authenticator {
         objects: &dyn Objects,
         now: i64,
     ) -> Result<(UserInfo, Vec<String>), TokenError> {
+        // The administrator's and the token file's tokens are valid for
+        // the API server's audience only (kube wraps such authenticators
+        // in `WrapAudienceAgnosticToken`).
+        let api_audience = || {
+            let valid: Vec<String> = audiences.iter().filter(|a| *a == ISSUER).cloned().collect();
+            if valid.is_empty() {
+                Err(TokenError::Audience(vec![ISSUER.to_string()]))
+            } else {
+                Ok(valid)
+            }
+        };
         if !self.admin_token.is_empty() && token == self.admin_token {
-            return Ok((UserInfo::admin(), audiences.to_vec()));
+            return Ok((UserInfo::admin(), api_audience()?));
         }
         let known = self.tokens.read().ok().and_then(|t| t.get(token).cloned());
         if let Some(user) = known {
-            return Ok((user, audiences.to_vec()));
+            return Ok((user, api_audience()?));
         }
         self.service_account_token(token, audiences, objects, now)
     }
@@ -265,12 +274,17 @@ impl Authenticator {
             let found = store.get(&key, namespace, name).map(|o| o.value());
             match found {
                 Some(o) if uid.is_empty() || o["metadata"]["uid"] == uid => {
-                    if o["metadata"]["deletionTimestamp"].is_string() {
-                        Err(TokenError::Gone(format!(
-                            "{what} {namespace}/{name} is being deleted"
-                        )))
-                    } else {
-                        Ok(())
+                    // Still valid while it goes, until a minute past its
+                    // deletionTimestamp (a pod's grace period), as in kube.
+                    let deleted_at = o["metadata"]["deletionTimestamp"]
+                        .as_str()
+                        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                        .map(|t| t.as_second());
+                    match deleted_at {
+                        Some(at) if at < now - 60 => Err(TokenError::Gone(format!(
+                            "{what} {namespace}/{name} has been deleted"
+                        ))),
+                        _ => Ok(()),
                     }
                 }
                 Some(_) => Err(TokenError::Gone(format!(
@@ -331,6 +345,23 @@ pub struct ServiceAccount {
     pub name: String,
     /// Its uid.
     pub uid: String,
+}
+
+/// The namespace and name of a ServiceAccount's user name
+/// (`system:serviceaccount:NS:NAME`, each part a valid name, as kube's
+/// `SplitUsername` requires); `None` for any other user.
+pub fn service_account_of(username: &str) -> Option<(&str, &str)> {
+    let (ns, name) = username
+        .strip_prefix("system:serviceaccount:")?
+        .split_once(':')?;
+    let valid = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 253
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    };
+    (valid(ns) && valid(name)).then_some((ns, name))
 }
 
 /// The groups of a ServiceAccount's user.

@@ -64,9 +64,7 @@ pub fn impersonate(
             name: name.into(),
             path: String::new(),
         };
-    let account = name
-        .strip_prefix("system:serviceaccount:")
-        .and_then(|rest| rest.split_once(':'));
+    let account = authn::service_account_of(&name);
     match account {
         Some((ns, sa)) => check(impersonate("", "serviceaccounts", "", ns, sa))?,
         None => check(impersonate("", "users", "", "", &name))?,

@@ -1,12 +1,25 @@
 //! Who a request is, and what it may do (kube-apiserver's
 //! `authentication` and `authorization`), and the review APIs that ask
-//! them (`reviews`).
+//! them.
 //!
-//! Today every request is the cluster's administrator and everything is
-//! allowed ([`AlwaysAllow`], what `--authorization-mode=AlwaysAllow`
-//! answers); an RBAC authorizer implements [`Authorizer`] next to it.
+//! Layout, lowest first:
 //!
-//! Uses `apimachinery`; used by `endpoints`.
+//! - this file: the vocabulary ([`UserInfo`], [`Attributes`],
+//!   [`Decision`], the [`Authorizer`] trait, [`AlwaysAllow`]) and
+//!   kube-apiserver's 403 ([`forbidden`]);
+//! - `rules`: one RBAC `PolicyRule`: matching, covering, printing;
+//! - `authn`: tokens (the administrator's, a static token file's,
+//!   ServiceAccount JWTs) and the anonymous user; `pki`: the CA of
+//!   `--tls`, client certificates;
+//! - `aggregation`: ClusterRole aggregation and the count of RBAC writes;
+//!   `rbac`: the RBAC authorizer over the store; `escalation`: what a
+//!   role or binding write may grant; `impersonation`: `Impersonate-*`;
+//! - `gate`: the server's authenticator and current authorizer together;
+//!   `reviews`: the review APIs; `bootstrap.yaml`: kube-apiserver's
+//!   bootstrap RBAC policy.
+//!
+//! Uses `apimachinery`, `storage` and `registry` (`rest::Objects`); used
+//! by `endpoints` and `server`.
 
 pub mod aggregation;
 pub mod authn;

@@ -312,15 +312,16 @@ impl Authorizer for Rbac {
                 };
             }
         }
-        errors.sort();
-        errors.dedup();
+        // As kube's error aggregate prints them: one alone, several in
+        // brackets, in the order met.
+        let reason = match errors.as_slice() {
+            [] => String::new(),
+            [one] => format!("RBAC: {one}"),
+            many => format!("RBAC: [{}]", many.join(", ")),
+        };
         Decision {
             allowed: false,
-            reason: if errors.is_empty() {
-                String::new()
-            } else {
-                format!("RBAC: [{}]", errors.join(", "))
-            },
+            reason,
         }
     }
 
@@ -334,9 +335,7 @@ impl Authorizer for Rbac {
             }
             for rule in grant.rules.iter() {
                 if !rule.non_resource_urls.is_empty() {
-                    if !grant.namespaced {
-                        rules.non_resource_rules.push(rule.clone());
-                    }
+                    rules.non_resource_rules.push(rule.clone());
                 } else if !rule.resources.is_empty() {
                     rules.resource_rules.push(rule.clone());
                 }

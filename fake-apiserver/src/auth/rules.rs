@@ -86,8 +86,7 @@ impl Rule {
             return self.non_resource_urls.iter().any(|u| {
                 u == "*"
                     || *u == a.path
-                    || u.strip_suffix('*')
-                        .is_some_and(|prefix| a.path.starts_with(prefix))
+                    || (u.ends_with('*') && a.path.starts_with(u.trim_end_matches('*')))
             });
         }
         (has(&self.api_groups, "*") || has(&self.api_groups, &a.group))

@@ -481,9 +481,7 @@ async fn serve(args: Serve) -> ExitCode {
 /// A user by name: a ServiceAccount's user with its groups, or a user in
 /// `system:authenticated`.
 fn user_named(name: &str) -> UserInfo {
-    let account = name
-        .strip_prefix("system:serviceaccount:")
-        .and_then(|rest| rest.split_once(':'));
+    let account = authn::service_account_of(name);
     UserInfo {
         username: name.to_string(),
         uid: String::new(),

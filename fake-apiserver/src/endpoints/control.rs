@@ -145,6 +145,7 @@ fn route(
                     "name" => filter.name = v,
                     "namespace" => filter.namespace = v,
                     "manager" => filter.manager = v,
+                    "user" => filter.user = v,
                     "writes" => filter.writes = v.as_deref() == Some("true"),
                     "normalized" => normalized = v.as_deref() == Some("true"),
                     other => {

@@ -76,15 +76,7 @@ impl ApiService {
             e.namespace = t.namespace.clone();
             e.name = t.name.clone();
         }
-        let attrs = Attributes {
-            verb: verb.to_string(),
-            group: t.kind.key.group.clone(),
-            resource: t.kind.key.plural.clone(),
-            subresource: sub.clone().unwrap_or_default(),
-            namespace: t.namespace.clone(),
-            name: t.name.clone(),
-            path: String::new(),
-        };
+        let attrs = attributes(&parts.method, &q, &t, sub.as_deref());
         if let Err(denied) = self.shared.gate.authorize(user, &attrs) {
             return Ok(Answer::Error(denied));
         }
@@ -396,12 +388,48 @@ impl ApiService {
     }
 }
 
+/// What a request on a resource asks, in authorizer terms, as
+/// kube-apiserver's RequestInfo reads it: GET and HEAD of one object are
+/// `get` (even with `watch`), of a collection `list` or `watch`, with the
+/// name a `metadata.name=` field selector requires; a namespace's own
+/// requests are in that namespace.
+fn attributes(method: &Method, q: &Query, t: &Target, sub: Option<&str>) -> Attributes {
+    let reading = *method == Method::GET || *method == Method::HEAD;
+    let collection = t.name.is_empty();
+    let verb = match (reading, collection) {
+        (true, false) => "get",
+        (true, true) if q.watch => "watch",
+        (true, true) => "list",
+        (false, _) => verb_of(method, collection, false),
+    };
+    let mut name = t.name.clone();
+    if reading && collection {
+        if let Some(exact) = q.list.fields.exact_name() {
+            name = exact.to_string();
+        }
+    }
+    let namespace = if t.kind.key.group.is_empty() && t.kind.key.plural == "namespaces" {
+        name.clone()
+    } else {
+        t.namespace.clone()
+    };
+    Attributes {
+        verb: verb.to_string(),
+        group: t.kind.key.group.clone(),
+        resource: t.kind.key.plural.clone(),
+        subresource: sub.unwrap_or_default().to_string(),
+        namespace,
+        name,
+        path: String::new(),
+    }
+}
+
 /// The Kubernetes verb of a request on a resource.
 fn verb_of(method: &Method, collection: bool, watch: bool) -> &'static str {
     match (method, collection) {
-        (&Method::GET, _) if watch => "watch",
-        (&Method::GET, true) => "list",
-        (&Method::GET, false) => "get",
+        (&Method::GET | &Method::HEAD, _) if watch => "watch",
+        (&Method::GET | &Method::HEAD, true) => "list",
+        (&Method::GET | &Method::HEAD, false) => "get",
         (&Method::POST, _) => "create",
         (&Method::PUT, _) => "update",
         (&Method::PATCH, _) => "patch",

@@ -35,9 +35,14 @@ pub(super) fn identify(shared: &Shared, parts: &Parts) -> Result<UserInfo, ApiEr
         })
         .filter(|t| !t.is_empty());
     let gate = &shared.gate;
-    let user = match (bearer, parts.extensions.get::<ClientCertificate>()) {
-        (None, Some(cert)) => cert.0.clone().ok_or_else(ApiError::unauthorized)?,
-        (bearer, _) => {
+    // As kube-apiserver's authenticators go: a valid client certificate
+    // first, then a bearer token; one that authenticates no one is a 401
+    // (a bad certificate with a good token is the token's user).
+    let cert = parts.extensions.get::<ClientCertificate>();
+    let user = match (cert, bearer) {
+        (Some(ClientCertificate(Some(user))), _) => user.clone(),
+        (Some(ClientCertificate(None)), None) => return Err(ApiError::unauthorized()),
+        (_, bearer) => {
             let now = shared.api.clock.now().as_second();
             gate.authn()
                 .authenticate(bearer, &*shared.api, now)
@@ -53,7 +58,7 @@ pub(super) fn identify(shared: &Shared, parts: &Parts) -> Result<UserInfo, ApiEr
 
 fn impersonation_headers(parts: &Parts) -> impersonation::Request {
     let text = |v: &http::HeaderValue| v.to_str().unwrap_or_default().to_string();
-    let one = |name: &str| parts.headers.get(name).map(text);
+    let one = |name: &str| parts.headers.get(name).map(text).filter(|v| !v.is_empty());
     let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in &parts.headers {
         if let Some(key) = name.as_str().strip_prefix("impersonate-extra-") {
@@ -81,15 +86,10 @@ fn impersonation_headers(parts: &Parts) -> impersonation::Request {
 }
 
 /// The attributes of a request for a non-resource URL: its path, and its
-/// method as the verb (`get` for GET and HEAD).
+/// method in lower case as the verb, as kube-apiserver reads them.
 pub(super) fn non_resource(method: &Method, path: &str) -> Attributes {
-    let verb = if method == Method::HEAD {
-        "get".to_string()
-    } else {
-        method.as_str().to_ascii_lowercase()
-    };
     Attributes {
-        verb,
+        verb: method.as_str().to_ascii_lowercase(),
         path: path.to_string(),
         ..Default::default()
     }

@@ -154,6 +154,18 @@ impl ApiService {
             .ok_or_else(|| ApiError::not_found("", plural, name))?
             .value();
         let uid = found["metadata"]["uid"].as_str().unwrap_or_default();
+        if kind == "Pod" {
+            let runs_as = found
+                .pointer("/spec/serviceAccountName")
+                .and_then(Value::as_str)
+                .unwrap_or("default");
+            if runs_as != t.name {
+                return Err(ApiError::bad_request(format!(
+                    "cannot bind token for serviceaccount {:?} to pod running with different serviceaccount name.",
+                    t.name
+                )));
+            }
+        }
         if let Some(wanted) = bound["uid"].as_str().filter(|u| !u.is_empty() && *u != uid) {
             return Err(ApiError::conflict(
                 "",
