@@ -13,7 +13,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::RwLock,
+    sync::{Arc, RwLock},
 };
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
@@ -30,9 +30,10 @@ pub const AUTHENTICATED: &str = "system:authenticated";
 
 /// Authenticates requests.
 pub struct Authenticator {
-    tokens: RwLock<HashMap<String, UserInfo>>,
+    tokens: RwLock<HashMap<String, Arc<UserInfo>>>,
     admin_token: String,
-    anonymous: bool,
+    admin: Arc<UserInfo>,
+    anonymous: Option<Arc<UserInfo>>,
     key: hmac::Key,
 }
 
@@ -43,7 +44,7 @@ impl std::fmt::Debug for Authenticator {
                 "static_tokens",
                 &self.tokens.read().map(|t| t.len()).unwrap_or_default(),
             )
-            .field("anonymous", &self.anonymous)
+            .field("anonymous", &self.anonymous.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -84,9 +85,10 @@ impl Authenticator {
             .fill(&mut secret)
             .expect("the system's random number generator works");
         Authenticator {
-            tokens: RwLock::new(tokens),
+            tokens: RwLock::new(tokens.into_iter().map(|(t, u)| (t, Arc::new(u))).collect()),
             admin_token,
-            anonymous,
+            admin: Arc::new(UserInfo::admin()),
+            anonymous: anonymous.then(|| Arc::new(self::anonymous())),
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
         }
     }
@@ -96,7 +98,7 @@ impl Authenticator {
     pub fn token_for(&self, user: UserInfo) -> String {
         let token = random_token();
         if let Ok(mut tokens) = self.tokens.write() {
-            tokens.insert(token.clone(), user);
+            tokens.insert(token.clone(), Arc::new(user));
         }
         token
     }
@@ -109,28 +111,34 @@ impl Authenticator {
     /// Whether requests without credentials are allowed in as
     /// `system:anonymous`.
     pub fn allows_anonymous(&self) -> bool {
-        self.anonymous
+        self.anonymous.is_some()
     }
 
-    /// The user a request's bearer token (if any) is, at `now` (Unix
-    /// seconds); `None` when it is no one (401). Without a token: the
-    /// anonymous user, if allowed.
+    /// The user a request's bearer token (if any) is, at `now()` (Unix
+    /// seconds, asked only for a token that expires); `None` when it is no
+    /// one (401). Without a token: the anonymous user, if allowed.
     pub fn authenticate(
         &self,
         bearer: Option<&str>,
         objects: &dyn Objects,
-        now: i64,
-    ) -> Option<UserInfo> {
-        match bearer {
-            None if self.anonymous => Some(anonymous()),
-            None => None,
-            Some(token) => match self.token_user(token, &[ISSUER.to_string()], objects, now) {
-                Ok((user, _)) => Some(user),
-                Err(e) => {
-                    tracing::debug!("unable to authenticate the request: {e}");
-                    None
-                }
-            },
+        now: &dyn Fn() -> i64,
+    ) -> Option<Arc<UserInfo>> {
+        let Some(token) = bearer else {
+            return self.anonymous.clone();
+        };
+        // The common cases first, without allocating.
+        if !self.admin_token.is_empty() && token == self.admin_token {
+            return Some(self.admin.clone());
+        }
+        if let Some(user) = self.tokens.read().ok().and_then(|t| t.get(token).cloned()) {
+            return Some(user);
+        }
+        match self.service_account_token(token, &[ISSUER.to_string()], objects, now()) {
+            Ok((user, _)) => Some(Arc::new(user)),
+            Err(e) => {
+                tracing::debug!("unable to authenticate the request: {e}");
+                None
+            }
         }
     }
 
@@ -162,7 +170,7 @@ impl Authenticator {
         }
         let known = self.tokens.read().ok().and_then(|t| t.get(token).cloned());
         if let Some(user) = known {
-            return Ok((user, api_audience()?));
+            return Ok(((*user).clone(), api_audience()?));
         }
         self.service_account_token(token, audiences, objects, now)
     }

@@ -3,7 +3,7 @@
 //! authenticator, then the impersonation headers; and the attributes of a
 //! non-resource request.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use http::{header, request::Parts, Method};
 
@@ -24,7 +24,7 @@ pub struct ClientCertificate(pub Option<UserInfo>);
 /// # Errors
 /// 401 when its credentials authenticate no one; 403 (or 500) for an
 /// impersonation it may not do.
-pub(super) fn identify(shared: &Shared, parts: &Parts) -> Result<UserInfo, ApiError> {
+pub(super) fn identify(shared: &Shared, parts: &Parts) -> Result<Arc<UserInfo>, ApiError> {
     let bearer = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -40,20 +40,28 @@ pub(super) fn identify(shared: &Shared, parts: &Parts) -> Result<UserInfo, ApiEr
     // (a bad certificate with a good token is the token's user).
     let cert = parts.extensions.get::<ClientCertificate>();
     let user = match (cert, bearer) {
-        (Some(ClientCertificate(Some(user))), _) => user.clone(),
+        (Some(ClientCertificate(Some(user))), _) => Arc::new(user.clone()),
         (Some(ClientCertificate(None)), None) => return Err(ApiError::unauthorized()),
         (_, bearer) => {
-            let now = shared.api.clock.now().as_second();
+            let now = || shared.api.clock.now().as_second();
             gate.authn()
-                .authenticate(bearer, &*shared.api, now)
+                .authenticate(bearer, &*shared.api, &now)
                 .ok_or_else(ApiError::unauthorized)?
         }
     };
+    // Most requests impersonate no one: one look at the header names.
+    let impersonating = parts
+        .headers
+        .keys()
+        .any(|name| name.as_str().starts_with("impersonate-"));
+    if !impersonating {
+        return Ok(user);
+    }
     let wanted = impersonation_headers(parts);
     if wanted.is_empty() {
         return Ok(user);
     }
-    impersonation::impersonate(gate.authorizer(), &user, &wanted)
+    impersonation::impersonate(gate.authorizer(), &user, &wanted).map(Arc::new)
 }
 
 fn impersonation_headers(parts: &Parts) -> impersonation::Request {

@@ -168,7 +168,7 @@ impl ApiService {
         let user = identity::identify(&self.shared, &parts);
         if let Some(rest) = path.strip_prefix("/_fake/v1") {
             return Ok(
-                control::handle(&self.shared, &parts, rest, &body, user.as_ref().ok())
+                control::handle(&self.shared, &parts, rest, &body, user.as_deref().ok())
                     .into_response(),
             );
         }
