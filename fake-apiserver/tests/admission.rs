@@ -360,3 +360,51 @@ async fn failure_policies_timeouts_and_dry_runs_should_behave_as_kube_apiserver(
     );
     assert_eq!(err.code, 403);
 }
+
+/// A webhook sees who asks for the write (issue 14): the administrator
+/// through `FakeApiServer::client`, and a ServiceAccount with its groups
+/// through its own token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_should_receive_the_real_user_info() {
+    let (addr, seen) = webhook_server().await;
+    let server = FakeApiServer::new();
+    configure(
+        &server,
+        "ValidatingWebhookConfiguration",
+        vec![webhook(
+            "who.example.com",
+            format!("http://{addr}/warn"),
+            json!({}),
+        )],
+    )
+    .await;
+    let admin: Api<ConfigMap> = Api::default_namespaced(server.client());
+    admin
+        .create(&PostParams::default(), &cm("by-admin"))
+        .await
+        .unwrap();
+    let token = server.token_for(fake_apiserver::auth::UserInfo {
+        username: "system:serviceaccount:ops:op".into(),
+        uid: String::new(),
+        groups: fake_apiserver::auth::authn::service_account_groups("ops"),
+        extra: Default::default(),
+    });
+    let op: Api<ConfigMap> = Api::default_namespaced(server.client_with_token(&token));
+    op.create(&PostParams::default(), &cm("by-op"))
+        .await
+        .unwrap();
+    let users: Vec<Value> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, request)| request["userInfo"].clone())
+        .collect();
+    assert_eq!(
+        users,
+        [
+            json!({"username": "system:admin", "groups": ["system:masters", "system:authenticated"]}),
+            json!({"username": "system:serviceaccount:ops:op",
+                   "groups": ["system:serviceaccounts", "system:serviceaccounts:ops", "system:authenticated"]}),
+        ]
+    );
+}

@@ -29,6 +29,14 @@
 //! Virtual time: use `#[tokio::test(start_paused = true)]` (or [`block_on`]
 //! in a plain `#[test]`): backoffs, delays and timers then cost no wall time,
 //! and runs are deterministic (seeded uids, a clock anchored to tokio time).
+//!
+//! # Layout
+//!
+//! Lowest layer first (`tests/layering.rs` checks it): `rbac` (what the
+//! operator's requests needed, from the journal); `error`, `records`;
+//! `remote` (a real cluster); `cluster` ([`Cluster`]); `outcome`
+//! ([`Outcome`]), `process` ([`ProcessRunner`]); `runner`
+//! ([`KopfRunner`]); `scenario` ([`Scenario`]); `strategies` (proptest).
 #![deny(missing_docs)]
 
 mod cluster;
