@@ -78,14 +78,13 @@ pub struct Denied {
 /// The operator's requests in the journal: those of `user`, after entry
 /// `after`.
 pub(crate) fn entries(journal: &Journal, user: &str, after: u64) -> Vec<Entry> {
-    journal
-        .entries(&Filter {
+    journal.entries_since(
+        after,
+        &Filter {
             user: Some(user.to_string()),
             ..Default::default()
-        })
-        .into_iter()
-        .filter(|e| e.seq > after)
-        .collect()
+        },
+    )
 }
 
 /// The denied requests among `entries`, each once, in order.

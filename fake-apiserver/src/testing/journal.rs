@@ -266,7 +266,19 @@ impl Journal {
 
     /// Entries accepted by `filter`, in order.
     pub fn entries(&self, filter: &Filter) -> Vec<Entry> {
-        let records: Vec<(u64, Record)> = self.lock().entries.iter().cloned().collect();
+        self.entries_since(0, filter)
+    }
+
+    /// The entries after position `after` that `filter` accepts, oldest
+    /// first (only those are copied out of the journal).
+    pub fn entries_since(&self, after: u64, filter: &Filter) -> Vec<Entry> {
+        let records: Vec<(u64, Record)> = self
+            .lock()
+            .entries
+            .iter()
+            .filter(|(seq, _)| *seq > after)
+            .cloned()
+            .collect();
         records
             .iter()
             .map(|(seq, r)| r.entry(*seq))
