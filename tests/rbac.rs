@@ -89,3 +89,55 @@ async fn an_operator_should_carry_on_when_events_are_forbidden() {
         r#"{apiGroups: [""], resources: ["events"], verbs: ["create"]} in a Role of namespace "default" (or a ClusterRole)"#
     );
 }
+
+#[path = "../examples/06-peering.rs"]
+mod peering;
+
+/// Without the peering grants, an operator whose peering resource is
+/// served still handles its objects: the keep-alive is refused (logged
+/// with the missing grant), as Kopf logs a failed peering write and goes on.
+#[tokio::test(start_paused = true)]
+async fn an_operator_should_carry_on_when_peering_is_forbidden() {
+    let without_peering = RBAC.replace(
+        "  - apiGroups: [kopf.dev]\n    resources: [clusterkopfpeerings]\n    verbs: [list, watch, patch, get]\n",
+        "",
+    );
+    assert_ne!(without_peering, RBAC, "the peering rule is in the manifest");
+    let mut runner = KopfRunner::new(peering::operator);
+    runner.cluster().apply(CRD).unwrap();
+    runner
+        .cluster()
+        .apply(include_str!("../examples/peering.yaml"))
+        .unwrap();
+    runner
+        .service_account("default", "kopfexample-account")
+        .rbac(&without_peering)
+        .unwrap()
+        .tolerate_forbidden(true);
+    runner
+        .play(&Scenario::from_yaml(include_str!("scenarios/06-peering.yaml")).unwrap())
+        .await
+        .unwrap();
+    let outcome = runner.outcome();
+    assert_eq!(
+        outcome.count("create_fn", "succeeded"),
+        1,
+        "{:?}",
+        outcome.handlers
+    );
+    assert!(
+        outcome
+            .denied
+            .iter()
+            .any(|d| d.grant.contains(r#"resources: ["clusterkopfpeerings"]"#)),
+        "{:?}",
+        outcome.denied
+    );
+    assert!(
+        runner
+            .output()
+            .contains("may not patch clusterkopfpeerings"),
+        "{}",
+        runner.output()
+    );
+}
