@@ -284,6 +284,23 @@ mod tests {
         let serving = ca
             .serving(&["127.0.0.1".into(), "localhost".into()])
             .unwrap();
-        ca.server_config(&serving, None).unwrap();
+        let (_, checker) = ca.server_config(&serving, None).unwrap();
+        assert_eq!(checker.identity(&[der]), Some(Some(user)));
+        let other = Authority::new("another CA").unwrap();
+        let stranger = other.client("mallory", None).unwrap();
+        let stranger = certificates(&stranger.cert).unwrap().remove(0);
+        assert_eq!(
+            checker.identity(std::slice::from_ref(&stranger)),
+            Some(None),
+            "another CA's"
+        );
+        assert_eq!(checker.identity(&[]), None);
+        // With that CA given as a client CA (`--client-ca-file`), its
+        // certificates are trusted too.
+        let (_, trusting) = ca.server_config(&serving, Some(other.pem())).unwrap();
+        assert_eq!(
+            trusting.identity(&[stranger]).flatten().map(|u| u.username),
+            Some("mallory".to_string())
+        );
     }
 }
