@@ -272,11 +272,18 @@ impl Journal {
     /// The entries after position `after` that `filter` accepts, oldest
     /// first (only those are copied out of the journal).
     pub fn entries_since(&self, after: u64, filter: &Filter) -> Vec<Entry> {
+        // What can be told from the record is sorted out before copying.
         let records: Vec<(u64, Record)> = self
             .lock()
             .entries
             .iter()
-            .filter(|(seq, _)| *seq > after)
+            .filter(|(seq, r)| {
+                *seq > after
+                    && filter
+                        .user
+                        .as_ref()
+                        .is_none_or(|u| r.user.as_deref() == Some(u.as_str()))
+            })
             .cloned()
             .collect();
         records
