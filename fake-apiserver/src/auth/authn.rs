@@ -254,15 +254,7 @@ impl Authenticator {
         if now + 60 < nbf {
             return Err(TokenError::Invalid);
         }
-        let token_audiences: Vec<String> = claims["aud"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let token_audiences = crate::auth::strings(&claims, "aud");
         let valid: Vec<String> = audiences
             .iter()
             .filter(|a| token_audiences.contains(a))

@@ -157,6 +157,20 @@ impl Authorizer for AlwaysAllow {
     }
 }
 
+/// The strings of the JSON array at `key` of `v` (non-strings skipped;
+/// empty when missing).
+pub(crate) fn strings(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The 403 kube-apiserver answers when `user` may not do `attrs`:
 /// `configmaps is forbidden: User "u" cannot list resource "configmaps" in
 /// API group "" in the namespace "default"` (with the authorizer's reason

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::{
     apimachinery::errors::Cause,
-    auth::{Attributes, Authorizer, UserInfo},
+    auth::{strings, Attributes, Authorizer, UserInfo},
 };
 
 /// Who a token is, for any of some audiences (with those it is valid
@@ -115,18 +115,6 @@ pub fn answer(
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
-fn strings(v: &Value, key: &str) -> Vec<String> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The status of an access review: exactly one of `resourceAttributes` or

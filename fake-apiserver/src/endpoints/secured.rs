@@ -65,15 +65,7 @@ impl ApiService {
                 "may not specify a duration larger than 2^32 seconds",
             ));
         }
-        let audiences: Vec<String> = spec["audiences"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let audiences = crate::auth::strings(&spec, "audiences");
         let bound = self.bound_object(t, &spec["boundObjectRef"], &mut causes)?;
         if !causes.is_empty() {
             return Err(ApiError::invalid(
