@@ -311,3 +311,44 @@ async fn a_panic_in_a_handler_should_be_a_500_and_the_server_should_live_on() {
     );
     still_serving(&server).await;
 }
+
+/// An object over etcd's 1.5 MiB is refused as kube-apiserver passes on
+/// etcd's refusal (500, no reason), on create and when patches grow it;
+/// the stored object is left as it was.
+#[tokio::test]
+async fn objects_over_etcds_limit_should_be_refused_and_nothing_stored() {
+    let server = FakeApiServer::new();
+    let uri = "/api/v1/namespaces/default/configmaps";
+    let json = [("content-type", "application/json")];
+    let big = "x".repeat(1600 * 1024);
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"k": big}});
+    let (code, _, status) = send(&server, "POST", uri, &json, body.to_string()).await;
+    assert_eq!(code, 500, "{status}");
+    assert_eq!(status["message"], "etcdserver: request is too large");
+    assert_eq!(status.get("reason"), None);
+    let (code, _, _) = send(&server, "GET", &format!("{uri}/big"), &[], "").await;
+    assert_eq!(code, 404);
+
+    // Each patch is well under the body limit; the third would pass etcd's.
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "grows"}});
+    let (code, _, _) = send(&server, "POST", uri, &json, body.to_string()).await;
+    assert_eq!(code, 201);
+    let merge = [("content-type", "application/merge-patch+json")];
+    let chunk = "y".repeat(600 * 1024);
+    for (i, expected) in [(1, 200), (2, 200), (3, 500)] {
+        let patch = json!({"data": {format!("k{i}"): chunk}});
+        let (code, _, body) = send(
+            &server,
+            "PATCH",
+            &format!("{uri}/grows"),
+            &merge,
+            patch.to_string(),
+        )
+        .await;
+        assert_eq!(code, expected, "patch {i}: {}", body["message"]);
+    }
+    let (_, _, stored) = send(&server, "GET", &format!("{uri}/grows"), &[], "").await;
+    let keys: Vec<&String> = stored["data"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["k1", "k2"]);
+    still_serving(&server).await;
+}

@@ -28,7 +28,20 @@ pub enum StoreError {
     /// An object could not be serialized (never expected for JSON values).
     #[error("cannot serialize object: {0}")]
     Serialize(String),
+    /// An object is larger than etcd accepts ([`MAX_OBJECT_BYTES`]). Not
+    /// retryable as is; nothing was stored.
+    #[error("etcdserver: request is too large")]
+    TooLarge {
+        /// The serialized size.
+        size: usize,
+    },
 }
+
+/// The largest serialized object the store keeps: etcd's default request
+/// limit (`--max-request-bytes`, 1.5 MiB). Custom resources reach etcd as
+/// this JSON; built-ins as protobuf, a little smaller, so near the limit a
+/// built-in that kube stores may be refused here.
+pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
 
 /// One stored version of one object.
 #[derive(Debug)]
@@ -271,6 +284,9 @@ pub(super) fn make_stored(
 ) -> Result<Stored, StoreError> {
     set_rv(&mut value, rv);
     let bytes = serde_json::to_vec(&value).map_err(|e| StoreError::Serialize(e.to_string()))?;
+    if bytes.len() + key.len() > MAX_OBJECT_BYTES {
+        return Err(StoreError::TooLarge { size: bytes.len() });
+    }
     let labels = labels_of(&value);
     Ok(Stored {
         rv,

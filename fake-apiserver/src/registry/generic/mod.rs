@@ -54,6 +54,8 @@ impl From<StoreError> for ApiError {
                 ApiError::too_old_resource_version(requested, oldest)
             }
             StoreError::Serialize(m) => ApiError::internal(m),
+            // What kube-apiserver passes on from etcd: a 500 without a reason.
+            e @ StoreError::TooLarge { .. } => ApiError::new(500, "", e.to_string()),
         }
     }
 }
