@@ -87,6 +87,14 @@ impl Standalone {
     }
 }
 
+impl Standalone {
+    /// Kills the server at once (SIGKILL on Unix): no shutdown, no flush.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Standalone {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -1,6 +1,7 @@
 //! The vocabulary every layer shares (kube's `k8s.io/apimachinery` and
 //! `k8s.io/utils/clock`): the `Status` errors, the server's clock, the key
-//! of a resource's storage, name and label validation, and bounded YAML.
+//! of a resource's storage, a small hash, name and label validation, and
+//! bounded YAML.
 //!
 //! Uses nothing else in the crate; used by every folder above it.
 
@@ -12,6 +13,7 @@ pub const VERSION_MINOR: &str = "33";
 
 pub mod clock;
 pub mod errors;
+pub mod hash;
 pub mod resource_key;
 pub mod validation;
 pub mod yaml;

@@ -77,13 +77,23 @@ pub enum TokenError {
 }
 
 impl Authenticator {
-    /// An authenticator knowing the admin token, the static tokens, and
-    /// whether requests without credentials are the anonymous user.
-    pub fn new(admin_token: String, tokens: HashMap<String, UserInfo>, anonymous: bool) -> Self {
-        let mut secret = [0u8; 32];
-        ring::rand::SystemRandom::new()
-            .fill(&mut secret)
-            .expect("the system's random number generator works");
+    /// An authenticator knowing the admin token, the static tokens,
+    /// whether requests without credentials are the anonymous user, and
+    /// the key ServiceAccount tokens are signed with (default: a random
+    /// one, so tokens die with the server).
+    pub fn new(
+        admin_token: String,
+        tokens: HashMap<String, UserInfo>,
+        anonymous: bool,
+        signing_key: Option<Vec<u8>>,
+    ) -> Self {
+        let secret = signing_key.unwrap_or_else(|| {
+            let mut secret = vec![0u8; 32];
+            ring::rand::SystemRandom::new()
+                .fill(&mut secret)
+                .expect("the system's random number generator works");
+            secret
+        });
         Authenticator {
             tokens: RwLock::new(tokens.into_iter().map(|(t, u)| (t, Arc::new(u))).collect()),
             admin_token,

@@ -18,7 +18,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    apimachinery::resource_key::ResourceKey,
+    apimachinery::{hash::Fnv, resource_key::ResourceKey},
     auth::{aggregation::Changes, rules::Rule, Attributes, Authorizer, Decision, Rules, UserInfo},
     registry::rest::Objects,
 };
@@ -45,29 +45,8 @@ enum Subject {
     Group(String),
 }
 
-/// FNV-1a: the index's keys are short names, hashed several times per
-/// request, where SipHash's cost showed.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
+// FNV-1a: the index's keys are short names, hashed several times per
+// request, where SipHash's cost showed.
 type Names<V> = HashMap<String, V, std::hash::BuildHasherDefault<Fnv>>;
 
 /// Grants by subject: users' and groups' apart, so that a request's user

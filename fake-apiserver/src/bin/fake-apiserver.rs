@@ -50,6 +50,10 @@ struct Serve {
     /// Events kept per resource for watch resume (older resume points get 410 Gone).
     #[arg(long, default_value_t = 4096)]
     history: usize,
+    /// Keep objects in DIR (a snapshot and a log, each write on disk before
+    /// it is answered) and resume from it at start; default: memory only.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// Seed for uids, generated names and fault probabilities.
     #[arg(long, default_value_t = 0x6b6f_7066)]
     seed: u64,
@@ -406,7 +410,11 @@ async fn serve(args: Serve) -> ExitCode {
     } else {
         Mode::AlwaysAllow
     });
-    let server = FakeApiServer::builder()
+    let mut builder = FakeApiServer::builder();
+    if let Some(dir) = &args.data_dir {
+        builder = builder.data_dir(dir);
+    }
+    let server = builder
         .authorization(mode)
         .tokens(tokens)
         .anonymous(args.anonymous_auth)
@@ -416,7 +424,14 @@ async fn serve(args: Serve) -> ExitCode {
         .controllers(controllers)
         .nodes(args.nodes)
         .stages(stages)
-        .build();
+        .try_build();
+    let server = match server {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("fake-apiserver: {e}");
+            return ExitCode::from(1);
+        }
+    };
     for path in &args.load {
         match server.load_path(path) {
             Ok(loaded) => {

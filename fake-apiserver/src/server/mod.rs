@@ -26,6 +26,7 @@ use crate::{
     controllers::{self, gc::GarbageCollector, selection::Selection, stages::Stages, Simulation},
     endpoints::{ApiService, ControlSettings, Shared},
     registry::generic::{Api, Settings},
+    storage::durable::DurableError,
     testing::{
         inject::Injector,
         journal::{Journal, DEFAULT_LIMIT},
@@ -83,6 +84,7 @@ pub struct Builder {
     controllers: Selection,
     nodes: usize,
     stages: Stages,
+    data_dir: Option<PathBuf>,
 }
 
 impl Default for Builder {
@@ -98,6 +100,7 @@ impl Default for Builder {
             controllers: Selection::none(),
             nodes: 1,
             stages: Stages::default(),
+            data_dir: None,
         }
     }
 }
@@ -199,10 +202,38 @@ impl Builder {
         self
     }
 
-    /// Builds the server: built-in kinds and the four standard namespaces;
-    /// and starts the simulated cluster's controllers, if any, on the
-    /// current tokio runtime (none outside of one: a warning is logged).
-    pub fn build(mut self) -> FakeApiServer {
+    /// Keeps the objects in the data directory `dir` (created if needed),
+    /// as kube-apiserver keeps them in etcd: every write is on disk before
+    /// it is answered, and a server built on the same directory later
+    /// resumes with the same objects, uids and resourceVersions. The
+    /// ServiceAccount token signing key is kept there too. Without one
+    /// (the default), objects live in memory only.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Builds the server, as [`Builder::try_build`].
+    ///
+    /// # Panics
+    /// Only when a [data directory](Builder::data_dir) was given and cannot
+    /// be opened; use [`Builder::try_build`] to handle that.
+    pub fn build(self) -> FakeApiServer {
+        match self.try_build() {
+            Ok(server) => server,
+            Err(e) => panic!("cannot open the data directory: {e}"),
+        }
+    }
+
+    /// Builds the server: built-in kinds and the four standard namespaces
+    /// (or what the data directory holds); and starts the simulated
+    /// cluster's controllers, if any, on the current tokio runtime (none
+    /// outside of one: a warning is logged).
+    ///
+    /// # Errors
+    /// When the data directory cannot be opened: unreadable, damaged, or in
+    /// use by another server.
+    pub fn try_build(mut self) -> Result<FakeApiServer, DurableError> {
         let seed = self.settings.seed;
         let clock = self.settings.clock.clone();
         let selection = self.controllers.clone();
@@ -215,11 +246,19 @@ impl Builder {
         if selection.collects_garbage() {
             collectors.push(Arc::new(GarbageCollector));
         }
-        let api = Arc::new(Api::with_controllers(self.settings, collectors));
+        let (api, signing_key) = match &self.data_dir {
+            None => (Api::with_controllers(self.settings, collectors), None),
+            Some(dir) => (
+                Api::open(self.settings, collectors, dir)?,
+                Some(signing_key(dir)?),
+            ),
+        };
+        let api = Arc::new(api);
         let authn = Authenticator::new(
             self.admin_token.unwrap_or_else(authn::random_token),
             self.tokens,
             self.anonymous,
+            signing_key,
         );
         let objects: Arc<dyn crate::registry::rest::Objects + Send + Sync> = api.clone();
         let gate = Arc::new(Gate::new(objects, authn, Mode::AlwaysAllow, changes));
@@ -265,10 +304,48 @@ impl Builder {
                 },
             ))
         };
-        FakeApiServer {
+        Ok(FakeApiServer {
             simulation,
             ..server
+        })
+    }
+}
+
+/// The ServiceAccount token signing key kept in `dir` (made on first use,
+/// readable by its owner only), so that tokens outlive a restart.
+fn signing_key(dir: &std::path::Path) -> Result<Vec<u8>, DurableError> {
+    let path = dir.join("service-account.key");
+    let io = |source| DurableError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(hex) => {
+            let key: Option<Vec<u8>> = (0..hex.trim().len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(hex.trim().get(i..i + 2)?, 16).ok())
+                .collect();
+            match key {
+                Some(key) if key.len() >= 32 => Ok(key),
+                _ => Err(DurableError::Corrupt {
+                    path: path.clone(),
+                    offset: 0,
+                    what: "not a hex key of at least 32 bytes".into(),
+                }),
+            }
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let hex = authn::random_token();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path).map_err(io)?;
+            std::io::Write::write_all(&mut file, hex.as_bytes()).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            signing_key(dir)
+        }
+        Err(e) => Err(io(e)),
     }
 }
 

@@ -28,6 +28,10 @@ pub enum StoreError {
     /// An object could not be serialized (never expected for JSON values).
     #[error("cannot serialize object: {0}")]
     Serialize(String),
+    /// The data directory could not be written or flushed: the write may be
+    /// lost on a restart. Retryable once the disk is fixed.
+    #[error("data directory: {0}")]
+    Disk(String),
     /// An object is larger than etcd accepts ([`MAX_OBJECT_BYTES`]). Not
     /// retryable as is; nothing was stored.
     #[error("etcdserver: request is too large")]
@@ -294,5 +298,25 @@ pub(super) fn make_stored(
         ns_len,
         bytes: Bytes::from(bytes),
         labels,
+    })
+}
+
+/// A stored version read back from disk: `bytes` must be a JSON object.
+pub(super) fn stored_from_bytes(
+    key: &str,
+    ns_len: usize,
+    rv: u64,
+    bytes: Vec<u8>,
+) -> Result<Stored, String> {
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    if !value.is_object() {
+        return Err(format!("{key}: not a JSON object"));
+    }
+    Ok(Stored {
+        rv,
+        key: key.into(),
+        ns_len,
+        bytes: Bytes::from(bytes),
+        labels: labels_of(&value),
     })
 }

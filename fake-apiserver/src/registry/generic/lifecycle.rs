@@ -60,6 +60,18 @@ impl Api {
         });
     }
 
+    /// Serves the kinds of the CRDs found in a restored store (their status
+    /// says Established already).
+    pub(super) fn serve_stored_crds(&self) {
+        let crd_key = ResourceKey::new("apiextensions.k8s.io", "customresourcedefinitions");
+        let Ok(page) = self.store.list(&crd_key, None, None, None, 0, &|_| true) else {
+            return;
+        };
+        for crd in page.items {
+            self.resources.register(crd::kind_of(&crd.value()));
+        }
+    }
+
     /// Registers a CRD's kind and writes the status its controllers would.
     pub(super) fn establish_crd(&self, name: &str) {
         let crd_key = ResourceKey::new("apiextensions.k8s.io", "customresourcedefinitions");

@@ -23,6 +23,7 @@ mod scale;
 mod update;
 
 use std::{
+    path::Path,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -41,6 +42,7 @@ use crate::{
         semantics::Endpoint,
     },
     storage::{
+        durable::DurableError,
         object::{Change, StoreError, Stored, Written},
         store::{Store, DEFAULT_HISTORY},
         watch::Hub,
@@ -54,6 +56,7 @@ impl From<StoreError> for ApiError {
                 ApiError::too_old_resource_version(requested, oldest)
             }
             StoreError::Serialize(m) => ApiError::internal(m),
+            e @ StoreError::Disk(_) => ApiError::internal(e.to_string()),
             // What kube-apiserver passes on from etcd: a 500 without a reason.
             e @ StoreError::TooLarge { .. } => ApiError::new(500, "", e.to_string()),
         }
@@ -138,17 +141,48 @@ impl Api {
     /// A fresh API, as [`Api::new`], whose deletions `controllers` are told of.
     pub fn with_controllers(settings: Settings, controllers: Vec<Arc<dyn Controller>>) -> Self {
         let hub = Arc::new(Hub::default());
+        let store = Store::new(hub.clone(), settings.history, settings.seed);
+        Self::assemble(settings, controllers, hub, store)
+    }
+
+    /// An API, as [`Api::with_controllers`], whose objects are kept in the
+    /// data directory `dir`: what it holds is served again (custom
+    /// resources included), at the same resourceVersions.
+    pub fn open(
+        settings: Settings,
+        controllers: Vec<Arc<dyn Controller>>,
+        dir: &Path,
+    ) -> Result<Self, DurableError> {
+        let hub = Arc::new(Hub::default());
+        let store = Store::open(hub.clone(), settings.history, settings.seed, dir)?;
+        Ok(Self::assemble(settings, controllers, hub, store))
+    }
+
+    fn assemble(
+        settings: Settings,
+        controllers: Vec<Arc<dyn Controller>>,
+        hub: Arc<Hub>,
+        store: Store,
+    ) -> Self {
+        let restored = store.current_rv() > 0;
         let api = Api {
             resources: Arc::new(Resources::with_builtins()),
-            store: Arc::new(Store::new(hub.clone(), settings.history, settings.seed)),
+            store: Arc::new(store),
             hub,
             clock: settings.clock,
             bookmark_interval: settings.bookmark_interval,
             graceful_pods: settings.graceful_pods,
-            owned: Default::default(),
+            owned: AtomicBool::new(restored),
             controllers,
         };
+        if restored {
+            api.serve_stored_crds();
+        }
+        let namespaces = ResourceKey::new("", "namespaces");
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            if api.store.get(&namespaces, "", ns).is_some() {
+                continue;
+            }
             let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             if let Err(e) = api.create(&api.target("", "v1", "namespaces", ""), body, false) {
                 tracing::error!("cannot create namespace {ns}: {e}");

@@ -6,6 +6,11 @@
 //! resume and consistent paginated lists, compacted beyond its bound the way
 //! etcd compacts (older resume points are `Gone`).
 //!
+//! With a data directory (`durable`), every write is appended to its log
+//! under the lock and flushed after it, before the write returns; a store
+//! opened on it resumes at the same resourceVersion, and resume points
+//! from before the restart are `Gone`.
+//!
 //! Callers: `registry::generic` (every write goes through [`Store::write`],
 //! whose closure applies the semantics under the lock) and `watch` (which
 //! subscribes to the [`EventSink`] while holding the lock, so no event is
@@ -14,11 +19,13 @@
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
     ops::Bound,
+    path::Path,
     sync::{Arc, Mutex},
 };
 
 use crate::{
     apimachinery::resource_key::ResourceKey,
+    storage::durable::{DataDir, DurableError, Flusher, Op},
     storage::object::{
         event_line, make_stored, object_key, set_rv, Change, Event, EventSink, EventType, Page,
         StoreError, Stored, WatchFrom, WatchStart, Written,
@@ -33,10 +40,23 @@ struct Table {
     compacted: u64,
 }
 
+impl Table {
+    /// A table with no history before `floor`.
+    fn since(floor: u64) -> Table {
+        Table {
+            compacted: floor,
+            ..Table::default()
+        }
+    }
+}
+
 struct Inner {
     rv: u64,
     tables: HashMap<ResourceKey, Table>,
     rng: u64,
+    /// The resourceVersion the store was restored at: no history before it.
+    floor: u64,
+    data: Option<DataDir>,
 }
 
 /// The store. Cheap to share behind an `Arc`; every method takes `&self`.
@@ -44,6 +64,7 @@ pub struct Store {
     inner: Mutex<Inner>,
     sink: Arc<dyn EventSink>,
     history_limit: usize,
+    flusher: Option<Flusher>,
 }
 
 /// The default number of events kept per resource for watch resume.
@@ -58,10 +79,63 @@ impl Store {
                 rv: 0,
                 tables: HashMap::new(),
                 rng: seed,
+                floor: 0,
+                data: None,
             }),
             sink,
             history_limit: history_limit.max(1),
+            flusher: None,
         }
+    }
+
+    /// A store kept in the data directory `dir`: restored from it (objects,
+    /// resourceVersion, the generator's state), then every write logged
+    /// there before it returns. A new directory starts empty, as
+    /// [`Store::new`]. The log starts empty after a fresh snapshot.
+    pub fn open(
+        sink: Arc<dyn EventSink>,
+        history_limit: usize,
+        seed: u64,
+        dir: &Path,
+    ) -> Result<Self, DurableError> {
+        let (mut data, flusher, restored) = DataDir::open(dir)?;
+        if restored.cut > 0 {
+            tracing::warn!(
+                "{}: cut {} bytes of a torn or damaged log tail (writes never acknowledged)",
+                dir.display(),
+                restored.cut
+            );
+        }
+        let rv = restored.rv;
+        let rng = restored.rng.unwrap_or(seed);
+        let mut tables: HashMap<ResourceKey, Table> = HashMap::new();
+        for (key, stored) in restored.objects {
+            tables
+                .entry(key)
+                .or_insert_with(|| Table::since(rv))
+                .objects
+                .insert(stored.key.clone(), Arc::new(stored));
+        }
+        let objects = tables
+            .iter()
+            .flat_map(|(k, t)| t.objects.values().map(move |o| (k, o.as_ref())));
+        data.snapshot(&flusher, rv, rng, objects)
+            .map_err(|source| DurableError::Io {
+                path: dir.join("snapshot"),
+                source,
+            })?;
+        Ok(Store {
+            inner: Mutex::new(Inner {
+                rv,
+                tables,
+                rng,
+                floor: rv,
+                data: Some(data),
+            }),
+            sink,
+            history_limit: history_limit.max(1),
+            flusher: Some(flusher),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -141,6 +215,9 @@ impl Store {
     /// Writes one object atomically: `f` sees the current version (if any)
     /// and decides the change while the store is locked, so a read-modify-write
     /// never races another writer.
+    ///
+    /// With a data directory, the write is on disk when this returns; a
+    /// write that cannot be logged is not made (`StoreError::Disk`).
     pub fn write<T, E: From<StoreError>>(
         &self,
         key: &ResourceKey,
@@ -148,7 +225,29 @@ impl Store {
         name: &str,
         f: impl FnOnce(Option<&Arc<Stored>>) -> Result<(Change, T), E>,
     ) -> Result<(Written, T), E> {
-        let mut inner = self.lock();
+        let (written, out) = {
+            let mut inner = self.lock();
+            self.write_locked(&mut inner, key, namespace, name, f)?
+        };
+        if let (Some(flusher), Some(_), Some(object)) =
+            (&self.flusher, written.event, &written.object)
+        {
+            if let Err(e) = flusher.flush(object.rv) {
+                tracing::error!("cannot flush the data directory's log: {e}");
+                return Err(StoreError::Disk(e.to_string()).into());
+            }
+        }
+        Ok((written, out))
+    }
+
+    fn write_locked<T, E: From<StoreError>>(
+        &self,
+        inner: &mut Inner,
+        key: &ResourceKey,
+        namespace: &str,
+        name: &str,
+        f: impl FnOnce(Option<&Arc<Stored>>) -> Result<(Change, T), E>,
+    ) -> Result<(Written, T), E> {
         let okey = object_key(namespace, name);
         let current = inner
             .tables
@@ -175,14 +274,7 @@ impl Store {
                 }
                 let rv = inner.rv + 1;
                 let stored = Arc::new(make_stored(okey, namespace.len(), rv, new)?);
-                inner.rv = rv;
-                self.record(
-                    &mut inner,
-                    key,
-                    EventType::Modified,
-                    stored.clone(),
-                    current,
-                );
+                self.commit(inner, key, EventType::Modified, stored.clone(), current)?;
                 Written {
                     object: Some(stored),
                     event: Some(EventType::Modified),
@@ -191,13 +283,12 @@ impl Store {
             Change::Update { new: value, .. } | Change::Put(value) => {
                 let rv = inner.rv + 1;
                 let stored = Arc::new(make_stored(okey, namespace.len(), rv, value)?);
-                inner.rv = rv;
                 let kind = if current.is_some() {
                     EventType::Modified
                 } else {
                     EventType::Added
                 };
-                self.record(&mut inner, key, kind, stored.clone(), current);
+                self.commit(inner, key, kind, stored.clone(), current)?;
                 Written {
                     object: Some(stored),
                     event: Some(kind),
@@ -213,14 +304,7 @@ impl Store {
                     let mut value = cur.value();
                     set_rv(&mut value, rv);
                     let stored = Arc::new(make_stored(okey, namespace.len(), rv, value)?);
-                    inner.rv = rv;
-                    self.record(
-                        &mut inner,
-                        key,
-                        EventType::Deleted,
-                        stored.clone(),
-                        Some(cur),
-                    );
+                    self.commit(inner, key, EventType::Deleted, stored.clone(), Some(cur))?;
                     Written {
                         object: Some(stored),
                         event: Some(EventType::Deleted),
@@ -231,6 +315,54 @@ impl Store {
         Ok((written, out))
     }
 
+    /// Makes a change: logged first (with a data directory), then applied
+    /// and published at its resourceVersion.
+    fn commit(
+        &self,
+        inner: &mut Inner,
+        key: &ResourceKey,
+        kind: EventType,
+        object: Arc<Stored>,
+        prev: Option<Arc<Stored>>,
+    ) -> Result<(), StoreError> {
+        if let (Some(data), Some(flusher)) = (inner.data.as_mut(), self.flusher.as_ref()) {
+            let op = match kind {
+                EventType::Deleted => Op::Delete,
+                _ => Op::Put,
+            };
+            data.append(flusher, op, inner.rng, key, &object)
+                .map_err(|e| StoreError::Disk(e.to_string()))?;
+        }
+        inner.rv = object.rv;
+        self.record(inner, key, kind, object, prev);
+        self.snapshot_if_due(inner);
+        Ok(())
+    }
+
+    /// Writes a snapshot and empties the log once it has grown long.
+    fn snapshot_if_due(&self, inner: &mut Inner) {
+        let Inner {
+            rv,
+            tables,
+            rng,
+            data,
+            ..
+        } = inner;
+        let (Some(data), Some(flusher)) = (data.as_mut(), self.flusher.as_ref()) else {
+            return;
+        };
+        if !data.log_is_long() {
+            return;
+        }
+        let objects = tables
+            .iter()
+            .flat_map(|(k, t)| t.objects.values().map(move |o| (k, o.as_ref())));
+        if let Err(e) = data.snapshot(flusher, *rv, *rng, objects) {
+            // The log is intact and keeps growing; the next write tries again.
+            tracing::error!("cannot write the data directory's snapshot: {e}");
+        }
+    }
+
     fn record(
         &self,
         inner: &mut Inner,
@@ -239,7 +371,11 @@ impl Store {
         object: Arc<Stored>,
         prev: Option<Arc<Stored>>,
     ) {
-        let table = inner.tables.entry(key.clone()).or_default();
+        let floor = inner.floor;
+        let table = inner
+            .tables
+            .entry(key.clone())
+            .or_insert_with(|| Table::since(floor));
         match kind {
             EventType::Deleted => {
                 table.objects.remove(&object.key);
@@ -297,8 +433,15 @@ impl Store {
     ) -> Result<Page, StoreError> {
         let inner = self.lock();
         let rv = at.unwrap_or(inner.rv);
-        let empty = Table::default();
+        let empty = Table::since(inner.floor);
         let table = inner.tables.get(key).unwrap_or(&empty);
+        if rv < inner.floor {
+            // Before a restart: no history reaches back there.
+            return Err(StoreError::Gone {
+                requested: rv,
+                oldest: inner.floor,
+            });
+        }
         let snapshot;
         let objects = if rv >= inner.rv || table.history.back().is_none_or(|e| e.rv() <= rv) {
             &table.objects
@@ -364,7 +507,7 @@ impl Store {
         subscribe: impl FnOnce() -> T,
     ) -> Result<(WatchStart, u64, T), StoreError> {
         let inner = self.lock();
-        let empty = Table::default();
+        let empty = Table::since(inner.floor);
         let table = inner.tables.get(key).unwrap_or(&empty);
         let start = match from {
             WatchFrom::Rv(rv) => {
@@ -508,252 +651,4 @@ pub fn latest<'a>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::object::NoSink;
-    use bytes::Bytes;
-    use proptest::prelude::*;
-    use serde_json::{json, Value};
-    use std::sync::Mutex as StdMutex;
-
-    #[derive(Default)]
-    struct Recorder(StdMutex<Vec<Arc<Event>>>);
-    impl EventSink for Recorder {
-        fn publish(&self, _: &ResourceKey, event: &Arc<Event>) {
-            self.0.lock().unwrap().push(event.clone());
-        }
-    }
-
-    fn cm(name: &str, data: &str) -> Value {
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "ns"}, "data": {"k": data}})
-    }
-
-    fn put(store: &Store, name: &str, data: &str) -> Written {
-        let key = ResourceKey::new("", "configmaps");
-        store
-            .write::<_, StoreError>(&key, "ns", name, |cur| {
-                let change = match cur {
-                    Some(cur) => Change::Update {
-                        new: cm(name, data),
-                        old: cur.value(),
-                    },
-                    None => Change::Put(cm(name, data)),
-                };
-                Ok((change, ()))
-            })
-            .unwrap()
-            .0
-    }
-
-    fn delete(store: &Store, name: &str) -> Written {
-        let key = ResourceKey::new("", "configmaps");
-        store
-            .write::<_, StoreError>(&key, "ns", name, |_| Ok((Change::Delete, ())))
-            .unwrap()
-            .0
-    }
-
-    #[test]
-    fn write_should_bump_rv_and_skip_no_op_updates() {
-        let store = Store::new(Arc::new(NoSink), 10, 1);
-        let a = put(&store, "a", "1");
-        assert_eq!(a.event, Some(EventType::Added));
-        assert_eq!(a.object.as_ref().unwrap().rv, 1);
-        let same = put(&store, "a", "1");
-        assert_eq!(same.event, None);
-        assert_eq!(store.current_rv(), 1);
-        let b = put(&store, "a", "2");
-        assert_eq!(b.event, Some(EventType::Modified));
-        assert_eq!(
-            b.object.unwrap().value()["metadata"]["resourceVersion"],
-            "2"
-        );
-    }
-
-    #[test]
-    fn delete_should_carry_the_deletion_rv() {
-        let store = Store::new(Arc::new(NoSink), 10, 1);
-        put(&store, "a", "1");
-        let d = delete(&store, "a");
-        assert_eq!(d.event, Some(EventType::Deleted));
-        assert_eq!(
-            d.object.unwrap().value()["metadata"]["resourceVersion"],
-            "2"
-        );
-        assert!(store
-            .get(&ResourceKey::new("", "configmaps"), "ns", "a")
-            .is_none());
-    }
-
-    #[test]
-    fn watch_should_be_gone_before_the_history_window() {
-        let store = Store::new(Arc::new(NoSink), 2, 1);
-        let key = ResourceKey::new("", "configmaps");
-        for i in 0..5 {
-            put(&store, "a", &i.to_string());
-        }
-        assert!(matches!(
-            store.watch(&key, None, WatchFrom::Rv(1), || ()),
-            Err(StoreError::Gone {
-                requested: 1,
-                oldest: 3
-            })
-        ));
-        let (start, rv, ()) = store.watch(&key, None, WatchFrom::Rv(3), || ()).unwrap();
-        assert_eq!(rv, 5);
-        match start {
-            WatchStart::Events(events) => assert_eq!(
-                events.iter().map(|e| e.rv()).collect::<Vec<_>>(),
-                vec![4, 5]
-            ),
-            WatchStart::Snapshot(_) => panic!("expected events"),
-        }
-    }
-
-    #[test]
-    fn list_at_an_old_rv_should_rewind_history() {
-        let store = Store::new(Arc::new(NoSink), 100, 1);
-        let key = ResourceKey::new("", "configmaps");
-        put(&store, "a", "1");
-        put(&store, "b", "1");
-        put(&store, "a", "2");
-        delete(&store, "b");
-        put(&store, "c", "1");
-        let page = store.list(&key, None, Some(3), None, 0, &|_| true).unwrap();
-        let names: Vec<_> = page
-            .items
-            .iter()
-            .map(|o| (o.name().to_string(), o.rv))
-            .collect();
-        assert_eq!(names, vec![("a".to_string(), 3), ("b".to_string(), 2)]);
-    }
-
-    #[test]
-    fn list_should_paginate_in_key_order() {
-        let store = Store::new(Arc::new(NoSink), 100, 1);
-        let key = ResourceKey::new("", "configmaps");
-        for n in ["c", "a", "b", "d"] {
-            put(&store, n, "x");
-        }
-        let page = store
-            .list(&key, Some("ns"), None, None, 3, &|_| true)
-            .unwrap();
-        assert_eq!(
-            page.items.iter().map(|o| o.name()).collect::<Vec<_>>(),
-            vec!["a", "b", "c"]
-        );
-        assert_eq!(page.next.as_deref(), Some("ns/c"));
-        assert_eq!(page.remaining, Some(1));
-        let page2 = store
-            .list(
-                &key,
-                Some("ns"),
-                Some(page.rv),
-                page.next.as_deref(),
-                3,
-                &|_| true,
-            )
-            .unwrap();
-        assert_eq!(
-            page2.items.iter().map(|o| o.name()).collect::<Vec<_>>(),
-            vec!["d"]
-        );
-        assert!(page2.next.is_none());
-        assert!(store
-            .list(&key, Some("other"), None, None, 0, &|_| true)
-            .unwrap()
-            .items
-            .is_empty());
-    }
-
-    /// Regression test for issue 15: a start key outside the listed range
-    /// (after its end, or in another namespace) is an empty page, not a panic.
-    #[test]
-    fn list_should_survive_start_keys_outside_the_range() {
-        let store = Store::new(Arc::new(NoSink), 100, 1);
-        let key = ResourceKey::new("", "configmaps");
-        put(&store, "a", "x");
-        for after in ["zz/a", "ns0", "ns0/x", "ns/\u{10FFFF}", "ns/"] {
-            let page = store
-                .list(&key, Some("ns"), None, Some(after), 0, &|_| true)
-                .unwrap();
-            assert!(page.items.is_empty() || after == "ns/", "{after}");
-        }
-        let before = store
-            .list(&key, Some("ns"), None, Some("a/b"), 0, &|_| true)
-            .unwrap();
-        assert_eq!(
-            before.items.len(),
-            1,
-            "a key before the range starts at its beginning"
-        );
-    }
-
-    proptest! {
-        /// Whatever namespace and start key a client makes up, listing never panics.
-        #[test]
-        fn list_should_never_panic_on_any_start_key(ns in "\\PC{0,4}", after in "\\PC{0,8}") {
-            let store = Store::new(Arc::new(NoSink), 100, 1);
-            let key = ResourceKey::new("", "configmaps");
-            put(&store, "a", "x");
-            let _ = store.list(&key, Some(&ns), None, Some(&after), 2, &|_| true);
-            let _ = store.list(&key, None, None, Some(&after), 2, &|_| true);
-        }
-    }
-
-    #[test]
-    fn uids_should_be_deterministic_per_seed() {
-        let a = Store::new(Arc::new(NoSink), 1, 42);
-        let b = Store::new(Arc::new(NoSink), 1, 42);
-        assert_eq!(a.new_uid(), b.new_uid());
-        let uid = a.new_uid();
-        assert_eq!(uid.len(), 36);
-        assert_eq!(&uid[14..15], "4");
-        assert_eq!(a.random_suffix().len(), 5);
-    }
-
-    #[derive(Debug, Clone)]
-    enum Op {
-        Put(u8, u8),
-        Delete(u8),
-    }
-
-    fn arb_op() -> impl Strategy<Value = Op> {
-        prop_oneof![
-            (0u8..6, 0u8..4).prop_map(|(n, d)| Op::Put(n, d)),
-            (0u8..6).prop_map(Op::Delete),
-        ]
-    }
-
-    proptest! {
-        /// Every event has a strictly larger resourceVersion than the one before,
-        /// and replaying the event log rebuilds exactly what LIST returns.
-        #[test]
-        fn replaying_events_should_rebuild_the_list(ops in proptest::collection::vec(arb_op(), 0..60)) {
-            let recorder = Arc::new(Recorder::default());
-            let store = Store::new(recorder.clone(), 1000, 7);
-            let key = ResourceKey::new("", "configmaps");
-            for op in &ops {
-                match op {
-                    Op::Put(n, d) => { put(&store, &format!("o{n}"), &d.to_string()); }
-                    Op::Delete(n) => { delete(&store, &format!("o{n}")); }
-                }
-            }
-            let events = recorder.0.lock().unwrap().clone();
-            let mut last = 0;
-            let mut rebuilt: BTreeMap<String, Bytes> = BTreeMap::new();
-            for e in &events {
-                prop_assert!(e.rv() > last);
-                last = e.rv();
-                match e.kind {
-                    EventType::Deleted => { rebuilt.remove(e.object.name()); }
-                    _ => { rebuilt.insert(e.object.name().to_string(), e.object.bytes.clone()); }
-                }
-            }
-            let page = store.list(&key, None, None, None, 0, &|_| true).unwrap();
-            let listed: BTreeMap<String, Bytes> = page.items.iter().map(|o| (o.name().to_string(), o.bytes.clone())).collect();
-            prop_assert_eq!(listed, rebuilt);
-            prop_assert_eq!(page.rv, last);
-        }
-    }
-}
+mod tests;
