@@ -18,6 +18,7 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use fake_apiserver::{
     auth::{authn, gate::Mode, UserInfo},
     controllers::{selection::Selection, stages::Stages},
+    endpoints::inflight::Limits,
     testing::faults::{FaultAction, FaultRule},
     FakeApiServer,
 };
@@ -54,6 +55,13 @@ struct Serve {
     /// it is answered) and resume from it at start; default: memory only.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Non-mutating requests served at once (watches and system:masters
+    /// not counted); more get 429 with Retry-After. 0: no limit.
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Mutating requests served at once; more get 429. 0: no limit.
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
     /// Seed for uids, generated names and fault probabilities.
     #[arg(long, default_value_t = 0x6b6f_7066)]
     seed: u64,
@@ -415,6 +423,11 @@ async fn serve(args: Serve) -> ExitCode {
         builder = builder.data_dir(dir);
     }
     let server = builder
+        .limits(Limits {
+            max_requests_inflight: args.max_requests_inflight,
+            max_mutating_requests_inflight: args.max_mutating_requests_inflight,
+            ..Limits::default()
+        })
         .authorization(mode)
         .tokens(tokens)
         .anonymous(args.anonymous_auth)

@@ -20,6 +20,7 @@ mod decode;
 mod discovery;
 mod handlers;
 pub mod identity;
+pub mod inflight;
 mod openapi;
 pub mod protobuf;
 mod response;
@@ -94,6 +95,8 @@ pub(crate) struct Shared {
     pub(crate) journal: Arc<Journal>,
     pub(crate) control: ControlSettings,
     pub(crate) gate: Arc<crate::auth::gate::Gate>,
+    pub(crate) limits: inflight::Limits,
+    pub(crate) inflight: inflight::InFlight,
 }
 
 /// The fake API server as a tower `Service`. Cheap to clone.
@@ -173,6 +176,12 @@ impl ApiService {
             );
         }
         let query = parts.uri.query().unwrap_or_default().to_string();
+        // A place among the requests in flight, held until this one is answered.
+        let place = user.as_ref().ok().map(|user| {
+            self.shared
+                .inflight
+                .admit(&parts.method, &path, &query, user)
+        });
         let mut entry = self.shared.journal.is_enabled().then(|| {
             let header = |name| {
                 parts
@@ -195,12 +204,13 @@ impl ApiService {
                 ..Default::default()
             }
         });
-        let outcome = match user {
-            Ok(user) => {
+        let outcome = match (user, place) {
+            (Ok(_), Some(Err(saturated))) => Ok(Answer::Error(saturated)),
+            (Ok(user), _place) => {
                 self.route(&parts, &path, &query, body, entry.as_mut(), &user)
                     .await
             }
-            Err(e) => Ok(Answer::Error(e)),
+            (Err(e), _) => Ok(Answer::Error(e)),
         };
         let (answer, dropped) = match outcome {
             Ok(answer) => (Some(answer), None),
@@ -309,7 +319,12 @@ pub(crate) fn serve(
                     let service = service.clone();
                     let tls = tls.clone();
                     connections.spawn(async move {
-                        let builder = auto::Builder::new(TokioExecutor::new());
+                        let mut builder = auto::Builder::new(TokioExecutor::new());
+                        // A client that trickles its headers (slowloris) is cut off.
+                        builder
+                            .http1()
+                            .timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(service.shared.limits.request_header_timeout);
                         let ended = match tls {
                             None => {
                                 let svc = TowerToHyperService::new(service);

@@ -24,7 +24,10 @@ use crate::{
         UserInfo,
     },
     controllers::{self, gc::GarbageCollector, selection::Selection, stages::Stages, Simulation},
-    endpoints::{ApiService, ControlSettings, Shared},
+    endpoints::{
+        inflight::{InFlight, Limits},
+        ApiService, ControlSettings, Shared,
+    },
     registry::generic::{Api, Settings},
     storage::durable::DurableError,
     testing::{
@@ -85,6 +88,7 @@ pub struct Builder {
     nodes: usize,
     stages: Stages,
     data_dir: Option<PathBuf>,
+    limits: Limits,
 }
 
 impl Default for Builder {
@@ -101,6 +105,7 @@ impl Default for Builder {
             nodes: 1,
             stages: Stages::default(),
             data_dir: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -213,6 +218,13 @@ impl Builder {
         self
     }
 
+    /// Requests in flight and header read time (default: kube-apiserver's
+    /// 400 non-mutating, 200 mutating, 32 s); see [`Limits`].
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Builds the server, as [`Builder::try_build`].
     ///
     /// # Panics
@@ -269,6 +281,8 @@ impl Builder {
             journal: Arc::new(Journal::new(self.journal_limit.unwrap_or(DEFAULT_LIMIT))),
             api,
             control: self.control,
+            inflight: InFlight::new(&self.limits),
+            limits: self.limits,
         };
         let shared = Arc::new(shared);
         let server = FakeApiServer {

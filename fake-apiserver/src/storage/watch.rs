@@ -32,6 +32,34 @@ use crate::{
 /// than this catches up from the store's history instead.
 const FANOUT_CAPACITY: usize = 1024;
 
+/// Lines buffered for each watcher before it counts as not reading.
+const WATCHER_BUFFER: usize = 256;
+
+/// How long a watcher's buffer may stay full before the watch is ended,
+/// as kube-apiserver's watch cache ends unresponsive watchers (the client
+/// sees the stream end and watches again from its last resourceVersion).
+pub const UNRESPONSIVE_WATCHER: Duration = Duration::from_secs(5);
+
+/// Sends a line to a watcher; false when it is gone or has not made room
+/// within [`UNRESPONSIVE_WATCHER`] (then the watch ends).
+async fn send(tx: &mpsc::Sender<Bytes>, key: &ResourceKey, line: Bytes) -> bool {
+    match tx.try_send(line) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+        Err(mpsc::error::TrySendError::Full(line)) => {
+            match tokio::time::timeout(UNRESPONSIVE_WATCHER, tx.send(line)).await {
+                Ok(sent) => sent.is_ok(),
+                Err(_) => {
+                    tracing::info!(
+                        "Forcing {key} watcher close due to unresponsiveness: {WATCHER_BUFFER} events unread for {UNRESPONSIVE_WATCHER:?}"
+                    );
+                    false
+                }
+            }
+        }
+    }
+}
+
 /// What travels to watchers: store events, and injected ones.
 #[derive(Clone, Debug)]
 pub enum Feed {
@@ -268,7 +296,7 @@ pub fn error_line(err: &ApiError) -> Bytes {
 /// Never fails for a too-old resourceVersion: as kube-apiserver does, the
 /// watch opens and its first and only event is an ERROR with a 410 Status.
 pub fn start(store: Arc<Store>, hub: Arc<Hub>, spec: WatchSpec) -> mpsc::Receiver<Bytes> {
-    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let (tx, rx) = mpsc::channel::<Bytes>(WATCHER_BUFFER);
     let from = match spec.start {
         Start::After(rv) => WatchFrom::Rv(rv),
         Start::Current | Start::InitialEvents => WatchFrom::Now,
@@ -312,15 +340,12 @@ async fn run(
     match first {
         WatchStart::Snapshot(objects) => {
             for obj in objects.iter().filter(|o| spec.matches(o)) {
-                if tx
-                    .send(spec.line(EventType::Added, obj, None))
-                    .await
-                    .is_err()
-                {
+                if !send(&tx, &spec.key, spec.line(EventType::Added, obj, None)).await {
                     return;
                 }
             }
-            if spec.start == Start::InitialEvents && tx.send(spec.bookmark(rv, true)).await.is_err()
+            if spec.start == Start::InitialEvents
+                && !send(&tx, &spec.key, spec.bookmark(rv, true)).await
             {
                 return;
             }
@@ -332,7 +357,7 @@ async fn run(
             for event in events {
                 last = event.rv();
                 if let Some(line) = spec.translate(&event) {
-                    if tx.send(line).await.is_err() {
+                    if !send(&tx, &spec.key, line).await {
                         return;
                     }
                 }
@@ -356,7 +381,7 @@ async fn run(
             match held.as_mut() {
                 Some(buffer) => buffer.push(line),
                 None => {
-                    if cut_after == Some(0) || tx.send(line).await.is_err() {
+                    if cut_after == Some(0) || !send(&tx, &spec.key, line).await {
                         return;
                     }
                     if let Some(n) = cut_after.as_mut() {
@@ -436,11 +461,11 @@ async fn run(
                         }
                         Ok((WatchStart::Snapshot(_), _, _)) => return,
                         Err(StoreError::Gone { requested, oldest }) => {
-                            let _ = tx.send(error_line(&ApiError::too_old_resource_version(requested, oldest))).await;
+                            let _ = send(&tx, &spec.key, error_line(&ApiError::too_old_resource_version(requested, oldest))).await;
                             return;
                         }
                         Err(e) => {
-                            let _ = tx.send(error_line(&ApiError::internal(e.to_string()))).await;
+                            let _ = send(&tx, &spec.key, error_line(&ApiError::internal(e.to_string()))).await;
                             return;
                         }
                     }
@@ -452,7 +477,7 @@ async fn run(
                 // this watcher (checked under the store lock, so no event at or
                 // below it can still be in flight), else the last one sent.
                 let at = store.with_rv(|current| if feed.is_empty() { current } else { last });
-                if tx.send(spec.bookmark(at, false)).await.is_err() {
+                if !send(&tx, &spec.key, spec.bookmark(at, false)).await {
                     return;
                 }
             }
@@ -464,7 +489,7 @@ async fn run(
                 }, if spec.bookmarks && held.is_none() => {
                 pre_timeout = None;
                 let at = store.with_rv(|current| if feed.is_empty() { current } else { last });
-                if tx.send(spec.bookmark(at, false)).await.is_err() {
+                if !send(&tx, &spec.key, spec.bookmark(at, false)).await {
                     return;
                 }
             }
