@@ -90,7 +90,11 @@ fn fuzz<S: Strategy>(
         }
         outcome
     });
-    println!("fuzz target {name}: {} executions", ran.get());
+    println!(
+        "fuzz target {name}: {} executions; process peak RSS {} MiB",
+        ran.get(),
+        peak_rss().unwrap_or_default() / (1024 * 1024)
+    );
     if let Err(e) = result {
         panic!("fuzz target {name}: {e}");
     }

@@ -15,7 +15,7 @@
 //! Field sets travel in `fieldsV1`: `f:<field>`, `k:<key object>` for list
 //! items by key, `v:<value>` for set items, `.` for a list item itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value};
 
@@ -187,10 +187,23 @@ fn walk<'a>(
     }
 }
 
-fn matches_key(item: &Value, key: &str) -> bool {
-    serde_json::from_str::<Value>(key)
-        .ok()
-        .and_then(|k| k.as_object().cloned())
+/// The value at `path`: from the walked leaves, else looked up (a leaf in
+/// one object may be a whole subtree in the other).
+fn leaf_or_get<'a>(
+    values: &BTreeMap<Path, &'a Value>,
+    whole: &'a Value,
+    path: &[Step],
+) -> Option<&'a Value> {
+    values.get(path).copied().or_else(|| get(whole, path))
+}
+
+/// A `k:` step's key object, parsed once per lookup (not once per item).
+fn parse_key(key: &str) -> Option<Map<String, Value>> {
+    serde_json::from_str(key).ok()
+}
+
+fn matches_key(item: &Value, key: &Option<Map<String, Value>>) -> bool {
+    key.as_ref()
         .is_some_and(|k| k.iter().all(|(f, v)| item.get(f) == Some(v)))
 }
 
@@ -199,7 +212,10 @@ fn get<'a>(v: &'a Value, path: &[Step]) -> Option<&'a Value> {
     for step in path {
         cur = match step {
             Step::F(f) => cur.get(f)?,
-            Step::K(k) => cur.as_array()?.iter().find(|i| matches_key(i, k))?,
+            Step::K(k) => {
+                let key = parse_key(k);
+                cur.as_array()?.iter().find(|i| matches_key(i, &key))?
+            }
             Step::V(val) => {
                 let want: Value = serde_json::from_str(val).ok()?;
                 cur.as_array()?.iter().find(|i| **i == want)?
@@ -217,9 +233,11 @@ fn remove(v: &mut Value, path: &[Step]) {
     for step in parents {
         let next = match step {
             Step::F(f) => cur.get_mut(f),
-            Step::K(k) => cur
-                .as_array_mut()
-                .and_then(|a| a.iter_mut().find(|i| matches_key(i, k))),
+            Step::K(k) => {
+                let key = parse_key(k);
+                cur.as_array_mut()
+                    .and_then(|a| a.iter_mut().find(|i| matches_key(i, &key)))
+            }
             Step::V(_) => None,
         };
         match next {
@@ -234,8 +252,9 @@ fn remove(v: &mut Value, path: &[Step]) {
             }
         }
         Step::K(k) => {
+            let key = parse_key(k);
             if let Some(a) = cur.as_array_mut() {
-                a.retain(|i| !matches_key(i, k));
+                a.retain(|i| !matches_key(i, &key));
             }
         }
         Step::V(val) => {
@@ -271,11 +290,22 @@ fn merge(
         (Value::Array(l), Value::Array(c)) => match lists.kind(names, schema) {
             ListKind::Keyed(keys) if !keys.is_empty() => {
                 let item_schema = schema.and_then(|s| s.get("items"));
+                // The live items by key: a long list merges in linear time.
+                let mut at: HashMap<String, usize> = HashMap::new();
+                for (i, item) in l.iter().enumerate() {
+                    if let Some(k) = key_of(item, &keys) {
+                        at.entry(k).or_insert(i);
+                    }
+                }
                 for item in c {
-                    let key = key_of(item, &keys);
-                    match key.and_then(|k| l.iter_mut().find(|i| matches_key(i, &k))) {
-                        Some(existing) => merge(existing, item, lists, item_schema, names),
-                        None => l.push(item.clone()),
+                    match key_of(item, &keys).and_then(|k| at.get(&k).copied()) {
+                        Some(i) => merge(&mut l[i], item, lists, item_schema, names),
+                        None => {
+                            if let Some(k) = key_of(item, &keys) {
+                                at.insert(k, l.len());
+                            }
+                            l.push(item.clone());
+                        }
                     }
                 }
             }
@@ -347,8 +377,14 @@ pub fn apply(
         .unwrap_or_default();
     let mut conflicts: BTreeMap<Path, Vec<(String, String)>> = BTreeMap::new();
     if let Some(live) = live {
+        // Both walked once: a lookup per field would be quadratic in
+        // long lists.
+        let (applied, current) = (leaf_values(config, lists), leaf_values(live, lists));
         for path in &mine {
-            let differs = match (get(config, path), get(live, path)) {
+            let differs = match (
+                leaf_or_get(&applied, config, path),
+                leaf_or_get(&current, live, path),
+            ) {
                 (Some(c), Some(l)) => {
                     c != l && !c.is_object() && !matches!(path.last(), Some(Step::K(_)))
                 }
@@ -380,10 +416,14 @@ pub fn apply(
         merge(&mut result, config, lists, lists.schema, &mut Vec::new());
     }
     // Fields this applier dropped from its configuration, owned by no one else.
+    // (The fields under `p` sort right after it: one range step each.)
     let owned_elsewhere = |p: &Path| {
-        others
-            .iter()
-            .any(|e| e.fields.iter().any(|f| f.starts_with(p)))
+        others.iter().any(|e| {
+            e.fields
+                .range::<Path, _>(p..)
+                .next()
+                .is_some_and(|f| f.starts_with(p))
+        })
     };
     // A key field of a list item goes only with its item.
     let is_key_field = |p: &Path| match p.as_slice() {

@@ -6,6 +6,8 @@
 //! Pure functions over JSON values; callers: `registry::generic` (and
 //! `endpoints`, for the patch types a kind accepts).
 
+use std::collections::{HashMap, HashSet, VecDeque};
+
 use serde_json::{Map, Value};
 
 use crate::apimachinery::errors::ApiError;
@@ -261,9 +263,12 @@ fn merge_map(
     for key in keys {
         if let Some(field) = key.strip_prefix(DELETE_FROM) {
             let remove = patch.remove(&key).unwrap_or(Value::Null);
-            let remove = remove.as_array().cloned().unwrap_or_default();
+            let remove: HashSet<String> = remove
+                .as_array()
+                .map(|r| r.iter().map(Value::to_string).collect())
+                .unwrap_or_default();
             if let Some(Value::Array(items)) = original.get_mut(field) {
-                items.retain(|v| !remove.contains(v));
+                items.retain(|v| !remove.contains(&v.to_string()));
             }
         } else if let Some(field) = key.strip_prefix(SET_ORDER) {
             if let Some(order) = patch.remove(&key) {
@@ -348,16 +353,27 @@ fn merge_list(
             })
             .collect()),
         ListStrategy::Primitives => {
+            // Hashed by their JSON, so a long list merges in linear time.
+            let mut seen: HashSet<String> = original.iter().map(Value::to_string).collect();
             let mut out = original;
             for v in patch {
-                if !out.contains(&v) {
+                if seen.insert(v.to_string()) {
                     out.push(v);
                 }
             }
             Ok(out)
         }
         ListStrategy::Key(merge_key) => {
-            let mut out = original;
+            // Items by the JSON of their key, each key's positions in
+            // order, so that a long list merges in linear time; removed
+            // items leave a hole until the end.
+            let mut out: Vec<Option<Value>> = original.into_iter().map(Some).collect();
+            let mut index: HashMap<String, VecDeque<usize>> = HashMap::new();
+            for (i, o) in out.iter().enumerate() {
+                if let Some(k) = o.as_ref().and_then(|o| o.get(merge_key)) {
+                    index.entry(k.to_string()).or_default().push_back(i);
+                }
+            }
             for item in patch {
                 let Value::Object(item) = item else {
                     return Err(ApiError::bad_request(format!(
@@ -365,40 +381,43 @@ fn merge_list(
                         path.join(".")
                     )));
                 };
-                let Some(key_value) = item.get(merge_key).cloned() else {
+                let Some(key_value) = item.get(merge_key) else {
                     return Err(ApiError::bad_request(format!(
                         "map: {} does not contain declared merge key: {merge_key}",
                         Value::Object(item)
                     )));
                 };
-                let pos = out
-                    .iter()
-                    .position(|o| o.get(merge_key) == Some(&key_value));
+                let ident = key_value.to_string();
                 if item.get("$patch").and_then(Value::as_str) == Some("delete") {
-                    out.retain(|o| o.get(merge_key) != Some(&key_value));
+                    for i in index.remove(&ident).unwrap_or_default() {
+                        out[i] = None;
+                    }
                     continue;
                 }
-                match pos {
+                match index.get(&ident).and_then(|at| at.front().copied()) {
                     Some(i) => {
-                        let orig = match std::mem::take(&mut out[i]) {
-                            Value::Object(m) => m,
+                        let orig = match out[i].take() {
+                            Some(Value::Object(m)) => m,
                             _ => Map::new(),
                         };
                         match merge_map(orig, item, path)? {
-                            Some(m) => out[i] = Value::Object(m),
+                            Some(m) => out[i] = Some(Value::Object(m)),
                             None => {
-                                out.remove(i);
+                                if let Some(at) = index.get_mut(&ident) {
+                                    at.pop_front();
+                                }
                             }
                         }
                     }
                     None => {
                         if let Some(m) = merge_map(Map::new(), item, path)? {
-                            out.push(Value::Object(m));
+                            out.push(Some(Value::Object(m)));
+                            index.entry(ident).or_default().push_back(out.len() - 1);
                         }
                     }
                 }
             }
-            Ok(out)
+            Ok(out.into_iter().flatten().collect())
         }
     }
 }
@@ -406,20 +425,26 @@ fn merge_list(
 /// Orders `items` as `order` lists them (by merge key or value); items not
 /// listed keep their relative order after the listed ones.
 fn reorder(items: &mut Vec<Value>, order: &[Value], strategy: ListStrategy) {
-    let ident = |v: &Value| -> Value {
+    let ident = |v: &Value| -> String {
         match strategy {
-            ListStrategy::Key(k) => v.get(k).cloned().unwrap_or(Value::Null),
-            _ => v.clone(),
+            ListStrategy::Key(k) => v.get(k).unwrap_or(&Value::Null).to_string(),
+            _ => v.to_string(),
         }
     };
-    let mut listed = Vec::new();
-    for o in order {
-        let want = ident(o);
-        if let Some(pos) = items.iter().position(|i| ident(i) == want) {
-            listed.push(items.remove(pos));
+    let mut slots: Vec<Option<Value>> = items.drain(..).map(Some).collect();
+    let mut at: HashMap<String, VecDeque<usize>> = HashMap::new();
+    for (i, item) in slots.iter().enumerate() {
+        if let Some(item) = item {
+            at.entry(ident(item)).or_default().push_back(i);
         }
     }
-    listed.append(items);
+    let mut listed = Vec::new();
+    for o in order {
+        if let Some(i) = at.get_mut(&ident(o)).and_then(VecDeque::pop_front) {
+            listed.extend(slots[i].take());
+        }
+    }
+    listed.extend(slots.into_iter().flatten());
     *items = listed;
 }
 
