@@ -101,7 +101,7 @@ mod peer {
 async fn main() {
     let (a, b) = (ours::api().await, peer::api().await);
     println!("{:<12} {:>16} {:>18} {:>8}", "operation", "fake-apiserver", "kube-fake-client", "ratio");
-    let mut row = |name: &str, ours: f64, peer: f64| {
+    let row = |name: &str, ours: f64, peer: f64| {
         println!("{name:<12} {ours:>13.2} µs {peer:>15.2} µs {:>7.2}×", peer / ours);
     };
     // Each operation twice on each side, alternating; the better of each.

@@ -80,7 +80,8 @@ pub const ORPHAN: &str = "orphan";
 
 /// `metadata.ownerReferences`, as given.
 pub fn owner_refs(obj: &Value) -> Vec<Value> {
-    obj.pointer("/metadata/ownerReferences")
+    meta(obj)
+        .and_then(|m| m.get("ownerReferences"))
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
@@ -88,7 +89,10 @@ pub fn owner_refs(obj: &Value) -> Vec<Value> {
 
 /// Whether `obj` names owners (then the garbage collector has work to look for).
 pub fn has_owners(obj: &Value) -> bool {
-    !owner_refs(obj).is_empty()
+    meta(obj)
+        .and_then(|m| m.get("ownerReferences"))
+        .and_then(Value::as_array)
+        .is_some_and(|refs| !refs.is_empty())
 }
 
 /// Validates the metadata of an object about to be written (name already set).
@@ -334,7 +338,7 @@ pub fn prepare_update(
     }
     if endpoint == Endpoint::Status {
         let status = new.get("status").cloned();
-        let managed = new.pointer("/metadata/managedFields").cloned();
+        let managed = meta(new).and_then(|m| m.get("managedFields")).cloned();
         let mut merged = old.clone();
         if let Some(managed) = managed {
             meta_mut(&mut merged).insert("managedFields".into(), managed);

@@ -59,6 +59,9 @@ pub struct Stored {
     pub bytes: Bytes,
     /// `metadata.labels`, extracted for selectors.
     pub labels: Vec<(String, String)>,
+    /// Whether `metadata.deletionTimestamp` is set (read without parsing
+    /// the object, e.g. for every create in a namespace).
+    pub deleting: bool,
 }
 
 impl Stored {
@@ -85,6 +88,7 @@ impl Stored {
             ns_len: like.ns_len,
             bytes: Bytes::from(bytes),
             labels: like.labels.clone(),
+            deleting: like.deleting,
         }
     }
 
@@ -107,6 +111,7 @@ impl Stored {
             ns_len: namespace.len(),
             bytes: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
             labels,
+            deleting: is_deleting(value),
         }
     }
 
@@ -264,7 +269,8 @@ pub fn object_key(namespace: &str, name: &str) -> String {
 
 fn labels_of(value: &Value) -> Vec<(String, String)> {
     value
-        .pointer("/metadata/labels")
+        .get("metadata")
+        .and_then(|m| m.get("labels"))
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
@@ -292,12 +298,14 @@ pub(super) fn make_stored(
         return Err(StoreError::TooLarge { size: bytes.len() });
     }
     let labels = labels_of(&value);
+    let deleting = is_deleting(&value);
     Ok(Stored {
         rv,
         key: key.into(),
         ns_len,
         bytes: Bytes::from(bytes),
         labels,
+        deleting,
     })
 }
 
@@ -318,5 +326,13 @@ pub(super) fn stored_from_bytes(
         ns_len,
         bytes: Bytes::from(bytes),
         labels: labels_of(&value),
+        deleting: is_deleting(&value),
     })
+}
+
+fn is_deleting(value: &Value) -> bool {
+    value
+        .get("metadata")
+        .and_then(|m| m.get("deletionTimestamp"))
+        .is_some_and(|t| !t.is_null())
 }

@@ -167,8 +167,7 @@ impl Api {
         let Some(ns) = self.store.get(&ns_key, "", &t.namespace) else {
             return Err(ApiError::not_found("", "namespaces", &t.namespace));
         };
-        let ns = ns.value();
-        if semantics::is_deleting(&ns) {
+        if ns.deleting {
             let mut err = ApiError::new(
                 403,
                 "Forbidden",
@@ -200,7 +199,7 @@ impl Api {
         let crd_key = ResourceKey::new("apiextensions.k8s.io", "customresourcedefinitions");
         let crd_name = t.kind.key.to_string();
         if let Some(crd) = self.store.get(&crd_key, "", &crd_name) {
-            if semantics::is_deleting(&crd.value()) {
+            if crd.deleting {
                 return Err(ApiError::new(
                     405,
                     "MethodNotAllowed",

@@ -256,7 +256,7 @@ impl Api {
             }
             // Field ownership: by the request's manager, or kept up to date
             // once an object has it (server-side apply records its own).
-            let tracked = old.pointer("/metadata/managedFields").is_some();
+            let tracked = semantics::meta(&old).is_some_and(|m| m.contains_key("managedFields"));
             if manager != Some(APPLIED) && (manager.is_some() || tracked) {
                 self.record_manager(t, Some(&old), &mut new, manager.unwrap_or("unknown"), endpoint);
             }
@@ -268,7 +268,11 @@ impl Api {
                 self.owned.store(true, Ordering::Relaxed);
             }
             // Once nothing holds it and no grace period runs, it goes.
-            let graceful = new.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0;
+            let graceful = semantics::meta(&new)
+                .and_then(|m| m.get("deletionGracePeriodSeconds"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                > 0;
             if semantics::is_deleting(&new) && !graceful && semantics::finalizers(&new).is_empty() && !has_spec_finalizers(&t.kind, &new) {
                 removed = true;
                 return Ok(Change::Delete);
