@@ -33,7 +33,8 @@
 //!
 //! - [`apimachinery`]: the shared vocabulary: `Status` errors, the clock,
 //!   resource keys, name and label validation.
-//! - [`storage`]: the versioned object store, selectors, the watch fan-out.
+//! - [`storage`]: the versioned object store (in memory, or kept in a data
+//!   directory), selectors, the watch fan-out.
 //! - [`registry`]: the kinds, the rules of every write, and the verbs
 //!   ([`Api`](registry::generic::Api)).
 //! - [`auth`]: who a request is (tokens, ServiceAccount tokens, client

@@ -532,7 +532,7 @@ fn fuzz_patch_engines() {
         // Patches pile up on the samples (up to etcd's limit, which is
         // worth reaching); every 500 cases they start again from scratch.
         cases.set(cases.get() + 1);
-        if cases.get() % 500 == 0 {
+        if cases.get().is_multiple_of(500) {
             service.reset();
         }
         for result in [

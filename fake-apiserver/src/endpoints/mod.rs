@@ -12,7 +12,8 @@
 //! A request reads top to bottom: here (journal, routing) → `handlers`
 //! (fault rules, then the verb) → `admitted` (only with webhooks) → the
 //! registry; `decode` reads bodies, `response` writes answers, `table` and
-//! `protobuf` are the other content types.
+//! `protobuf` are the other content types, and `inflight` holds the limits
+//! on requests in flight and on header read time.
 
 mod admitted;
 mod control;
