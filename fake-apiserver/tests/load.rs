@@ -255,3 +255,60 @@ async fn a_thousand_connections_should_be_served_at_once() {
     assert_eq!(served + refused, 1000, "{codes:?}");
     assert!(served >= 400, "{codes:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_over_its_time_should_get_504_and_a_bad_timeout_400() {
+    let server = FakeApiServer::new();
+    // A list held two minutes: past kube's one-minute request timeout.
+    server.injector().add_fault(FaultRule::new(
+        &["list"],
+        "configmaps",
+        FaultAction::Delay { millis: 120_000 },
+    ));
+    let send = |uri: &str| server.service().oneshot(request("GET", uri, Value::Null));
+    let started = tokio::time::Instant::now();
+    let resp = send("/api/v1/namespaces/default/configmaps").await.unwrap();
+    assert_eq!(resp.status(), 504);
+    assert_eq!(started.elapsed(), Duration::from_secs(60));
+    let status: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        (status["reason"].as_str(), status["message"].as_str()),
+        (
+            Some("Timeout"),
+            Some("Timeout: request did not complete within requested timeout - context deadline exceeded")
+        )
+    );
+    // A shorter `timeout` parameter is honoured; a longer one is capped.
+    let started = tokio::time::Instant::now();
+    let resp = send("/api/v1/namespaces/default/configmaps?timeout=5s")
+        .await
+        .unwrap();
+    assert_eq!(
+        (resp.status().as_u16(), started.elapsed()),
+        (504, Duration::from_secs(5))
+    );
+    let started = tokio::time::Instant::now();
+    let resp = send("/api/v1/namespaces/default/configmaps?timeout=10m")
+        .await
+        .unwrap();
+    assert_eq!(
+        (resp.status().as_u16(), started.elapsed()),
+        (504, Duration::from_secs(60))
+    );
+    let resp = send("/api/v1/namespaces/default/configmaps?timeout=soon")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let status: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        status["message"],
+        "invalid timeout specified in the request URL"
+    );
+    // Watches are long-running: not cut at a minute.
+    let resp = send("/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=90")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}

@@ -1,5 +1,5 @@
 //! The vocabulary every layer shares (kube's `k8s.io/apimachinery` and
-//! `k8s.io/utils/clock`): the `Status` errors, the server's clock, the key
+//! `k8s.io/utils/clock`): the `Status` errors, the server's clock, Go durations, the key
 //! of a resource's storage, a small hash, name and label validation, and
 //! bounded YAML.
 //!
@@ -12,6 +12,7 @@ pub const VERSION_MAJOR: &str = "1";
 pub const VERSION_MINOR: &str = "33";
 
 pub mod clock;
+pub mod duration;
 pub mod errors;
 pub mod hash;
 pub mod resource_key;

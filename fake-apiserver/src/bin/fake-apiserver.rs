@@ -62,6 +62,10 @@ struct Serve {
     /// Mutating requests served at once; more get 429. 0: no limit.
     #[arg(long, default_value_t = 200)]
     max_mutating_requests_inflight: usize,
+    /// How long a request (not a watch) may take before it gets 504; a
+    /// request's own `timeout` parameter may only shorten it.
+    #[arg(long, default_value = "1m", value_parser = request_timeout)]
+    request_timeout: std::time::Duration,
     /// Seed for uids, generated names and fault probabilities.
     #[arg(long, default_value_t = 0x6b6f_7066)]
     seed: u64,
@@ -426,6 +430,7 @@ async fn serve(args: Serve) -> ExitCode {
         .limits(Limits {
             max_requests_inflight: args.max_requests_inflight,
             max_mutating_requests_inflight: args.max_mutating_requests_inflight,
+            request_timeout: args.request_timeout,
             ..Limits::default()
         })
         .authorization(mode)
@@ -701,4 +706,11 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// `--request-timeout`: a positive Go duration (`1m`, `30s`).
+fn request_timeout(s: &str) -> Result<std::time::Duration, String> {
+    fake_apiserver::apimachinery::duration::parse_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?} is not a positive duration such as 1m or 30s"))
 }

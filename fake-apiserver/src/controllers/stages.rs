@@ -220,39 +220,7 @@ impl Stages {
     }
 }
 
-/// Parses `1500ms`, `2s`, `1m30s`, `1h` (Go's `time.ParseDuration` subset).
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        let (number, tail) = rest.split_at(digits);
-        let number: f64 = number.parse().ok()?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let seconds = match unit {
-            "ms" => number / 1000.0,
-            "s" => number,
-            "m" => number * 60.0,
-            "h" => number * 3600.0,
-            _ => return None,
-        };
-        if !seconds.is_finite() || !(0.0..=1e9).contains(&seconds) {
-            return None;
-        }
-        total += Duration::from_secs_f64(seconds);
-        rest = tail;
-    }
-    Some(total)
-}
+pub use crate::apimachinery::duration::parse_duration;
 
 mod humantime {
     use std::time::Duration;

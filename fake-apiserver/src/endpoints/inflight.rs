@@ -1,8 +1,9 @@
-//! Connection and concurrency limits, as kube-apiserver's generic server
-//! sets them: `--max-requests-inflight` and
+//! Connection, concurrency and time limits, as kube-apiserver's generic
+//! server sets them: `--max-requests-inflight` and
 //! `--max-mutating-requests-inflight` (kube's `WithMaxInFlightLimit`
-//! filter, the behaviour with API Priority and Fairness off), and the time
-//! a client has to send its request headers.
+//! filter, the behaviour with API Priority and Fairness off), the time a
+//! request may take (`--request-timeout`, or a shorter `timeout` query
+//! parameter), and the time a client has to send its request headers.
 //!
 //! Long-running requests (watches, and the `log`, `exec`, `attach`,
 //! `portforward` and `proxy` subresources) and members of `system:masters`
@@ -27,6 +28,9 @@ pub struct Limits {
     /// How long a client may take to send a request's headers before its
     /// connection is closed (kube: 32 s, `ReadHeaderTimeout`).
     pub request_header_timeout: Duration,
+    /// How long a request other than a long-running one may take before it
+    /// is answered 504 (kube's `--request-timeout`: 60 s).
+    pub request_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -35,6 +39,7 @@ impl Default for Limits {
             max_requests_inflight: 400,
             max_mutating_requests_inflight: 200,
             request_header_timeout: Duration::from_secs(32),
+            request_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -90,6 +95,39 @@ impl InFlight {
                 .map(Some)
                 .map_err(|_| too_many_requests()),
         }
+    }
+}
+
+/// The 504 of a request that ran out of time, in kube's words.
+pub(crate) fn timed_out() -> ApiError {
+    ApiError::new(
+        504,
+        "Timeout",
+        "Timeout: request did not complete within requested timeout - context deadline exceeded",
+    )
+}
+
+/// How long a request may take: `None` for a long-running one; else the
+/// server's limit, or the `timeout` query parameter when shorter. A
+/// `timeout` that is no duration is 400, as in kube.
+pub(crate) fn deadline(
+    limits: &Limits,
+    path: &str,
+    query: &str,
+) -> Result<Option<Duration>, ApiError> {
+    if is_long_running(path, query) {
+        return Ok(None);
+    }
+    let asked = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "timeout");
+    match asked {
+        None => Ok(Some(limits.request_timeout)),
+        Some((_, v)) => match crate::apimachinery::duration::parse_duration(&v) {
+            Some(d) if d > Duration::ZERO => Ok(Some(d.min(limits.request_timeout))),
+            Some(_) => Ok(Some(limits.request_timeout)),
+            None => Err(ApiError::bad_request(
+                "invalid timeout specified in the request URL",
+            )),
+        },
     }
 }
 

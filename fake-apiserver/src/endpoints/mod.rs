@@ -136,7 +136,21 @@ where
         Box::pin(async move {
             // A panic anywhere in a handler answers this request with a 500
             // and leaves the server serving, as kube-apiserver's recovery does.
-            match AssertUnwindSafe(service.handle(req)).catch_unwind().await {
+            let query = uri.query().unwrap_or_default();
+            let deadline = match inflight::deadline(&service.shared.limits, uri.path(), query) {
+                Ok(d) => d,
+                Err(e) => return Ok(Answer::Error(e).into_response()),
+            };
+            let handled = AssertUnwindSafe(service.handle(req)).catch_unwind();
+            let handled = match deadline {
+                None => handled.await,
+                Some(limit) => match tokio::time::timeout(limit, handled).await {
+                    Ok(done) => done,
+                    // As kube's timeout filter: the handler is abandoned.
+                    Err(_) => return Ok(Answer::Error(inflight::timed_out()).into_response()),
+                },
+            };
+            match handled {
                 Ok(answer) => answer,
                 Err(panic) => {
                     let what = panic
