@@ -204,10 +204,9 @@ async fn a_client_trickling_its_headers_should_be_cut_off() {
         unreachable!()
     };
     // A generous guard so a regression fails instead of hanging.
-    let sent = tokio::time::timeout(Duration::from_secs(60), trickle)
+    tokio::time::timeout(Duration::from_secs(60), trickle)
         .await
         .expect("the server cut the trickling client off");
-    assert!(sent >= 1, "cut off after {sent} header lines");
     // Others are served meanwhile and after.
     let mut other = tokio::net::TcpStream::connect(addr).await.unwrap();
     other
