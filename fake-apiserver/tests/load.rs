@@ -311,3 +311,42 @@ async fn a_request_over_its_time_should_get_504_and_a_bad_timeout_400() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_service_creates_should_get_distinct_cluster_ips() {
+    let server = FakeApiServer::new();
+    let services: kube::Api<k8s_openapi::api::core::v1::Service> =
+        kube::Api::namespaced(server.client(), "default");
+    let creators: Vec<_> = (0..8)
+        .map(|w| {
+            let services = services.clone();
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+                        "metadata": {"name": format!("s{w}-{i}")},
+                        "spec": {"type": "NodePort", "ports": [{"port": 80}]}
+                    }))
+                    .unwrap();
+                    services.create(&Default::default(), &svc).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for c in creators {
+        c.await.unwrap();
+    }
+    let listed = services.list(&Default::default()).await.unwrap().items;
+    let ips: std::collections::BTreeSet<String> = listed
+        .iter()
+        .map(|s| s.spec.as_ref().unwrap().cluster_ip.clone().unwrap())
+        .collect();
+    let ports: std::collections::BTreeSet<i32> = listed
+        .iter()
+        .map(|s| {
+            s.spec.as_ref().unwrap().ports.as_ref().unwrap()[0]
+                .node_port
+                .unwrap()
+        })
+        .collect();
+    assert_eq!((listed.len(), ips.len(), ports.len()), (200, 200, 200));
+}

@@ -54,6 +54,23 @@ pub(crate) fn defaults(obj: &mut Value) {
     }
 }
 
+/// The offset of `ip` in 10.96.0.0/12 (`ip_text`'s inverse), if inside.
+fn ip_offset(ip: &str) -> Option<u32> {
+    let octets: Vec<u32> = ip
+        .split('.')
+        .map(|o| o.parse().ok())
+        .collect::<Option<_>>()?;
+    let [a, b, c, d] = octets[..] else {
+        return None;
+    };
+    if octets.iter().any(|o| *o > 255) {
+        return None;
+    }
+    let n = (a << 24) | (b << 16) | (c << 8) | d;
+    let base: u32 = (10 << 24) | (96 << 16);
+    (n >= base && n - base < (1 << 20)).then(|| n - base)
+}
+
 fn ip_text(n: u32) -> String {
     let base: u32 = (10 << 24) | (96 << 16);
     let ip = base + n;
@@ -95,6 +112,10 @@ pub(crate) fn allocate(obj: &mut Value, existing: &[Value]) -> Result<(), ApiErr
         .iter()
         .filter_map(|s| s["spec"]["clusterIP"].as_str().map(String::from))
         .collect();
+    // The same, as offsets into the range, to find a free one without
+    // spelling every candidate.
+    let used_offsets: std::collections::HashSet<u32> =
+        used_ips.iter().filter_map(|ip| ip_offset(ip)).collect();
     match obj["spec"]["clusterIP"].as_str() {
         Some("None") => {}
         Some(ip) if !ip.is_empty() => {
@@ -109,8 +130,8 @@ pub(crate) fn allocate(obj: &mut Value, existing: &[Value]) -> Result<(), ApiErr
         }
         _ => {
             let free = (FIRST_IP..(1 << 20) - 1)
+                .find(|n| !used_offsets.contains(n))
                 .map(ip_text)
-                .find(|ip| !used_ips.contains(ip))
                 .ok_or_else(|| ApiError::internal("the service IP range is full"))?;
             obj["spec"]["clusterIP"] = json!(free);
             obj["spec"]["clusterIPs"] = json!([free]);
@@ -181,6 +202,23 @@ pub(crate) fn keep_allocated(old: &Value, new: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_offsets_should_invert_ip_text() {
+        for n in [0, 1, 11, 255, 256, 70_000, (1 << 20) - 1] {
+            assert_eq!(ip_offset(&ip_text(n)), Some(n));
+        }
+        for outside in [
+            "10.112.0.0",
+            "10.95.255.255",
+            "1.2.3",
+            "10.96.0.256",
+            "x.96.0.1",
+            "",
+        ] {
+            assert_eq!(ip_offset(outside), None, "{outside}");
+        }
+    }
 
     #[test]
     fn a_service_should_get_kubes_defaults_and_the_lowest_free_ip() {

@@ -77,6 +77,11 @@ impl Api {
         }
         self.check_namespace_for_create(t, &given)?;
         self.check_crd_not_terminating(t)?;
+        let _allocating = is_service(&t.kind).then(|| {
+            self.service_allocation
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        });
         // generateName: retry a few times on a collision, as kube-apiserver does.
         let attempts = if given.is_empty() { 8 } else { 1 };
         let mut last_err = None;

@@ -108,6 +108,9 @@ pub struct Api {
     owned: AtomicBool,
     /// The built-in controllers, told of deletions at once.
     controllers: Vec<Arc<dyn Controller>>,
+    /// Held while a Service's IP and ports are chosen and it is stored, so
+    /// that two creates never take the same ones.
+    service_allocation: std::sync::Mutex<()>,
 }
 
 const CRD_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
@@ -174,6 +177,7 @@ impl Api {
             graceful_pods: settings.graceful_pods,
             owned: AtomicBool::new(restored),
             controllers,
+            service_allocation: std::sync::Mutex::new(()),
         };
         if restored {
             api.serve_stored_crds();
