@@ -408,3 +408,121 @@ async fn webhooks_should_receive_the_real_user_info() {
         ]
     );
 }
+
+/// A self-signed certificate with `CA:TRUE`, as Kopf and many development
+/// setups make for their webhooks, for `hosts` (DNS names or IPs).
+fn self_signed_ca(hosts: &[&str]) -> (String, Vec<u8>, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), cert.der().to_vec(), key.serialize_der())
+}
+
+/// A webhook server over TLS with `cert`/`key`, allowing everything with
+/// an annotation added by JSON patch.
+async fn tls_webhook_server(cert: Vec<u8>, key: Vec<u8>) -> SocketAddr {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from(cert)],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let review: Value = serde_json::from_slice(&body).unwrap();
+                        let patch = json!([{"op": "add", "path": "/metadata/annotations", "value": {"over": "tls"}}]);
+                        let out = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                        "response": {"uid": review["request"]["uid"], "allowed": true, "patchType": "JSONPatch",
+                                     "patch": base64::engine::general_purpose::STANDARD.encode(patch.to_string())}});
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from(out.to_string()),
+                        )))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Go's crypto/x509, and so kube-apiserver, accepts a webhook certificate
+/// that is itself in the caBundle even with `CA:TRUE`; webpki alone does
+/// not. Hostname and trust are still checked.
+#[tokio::test]
+async fn a_self_signed_ca_certificate_in_the_bundle_should_serve_a_webhook() {
+    let (pem, der, key) = self_signed_ca(&["127.0.0.1", "localhost"]);
+    let addr = tls_webhook_server(der, key).await;
+    let bundle = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
+    let with = |pem: &str| {
+        webhook(
+            "tls.example.dev",
+            format!("https://127.0.0.1:{}/", addr.port()),
+            json!({"clientConfig": {"url": format!("https://127.0.0.1:{}/", addr.port()), "caBundle": bundle(pem)}}),
+        )
+    };
+    let create = |server: FakeApiServer, name: &'static str| async move {
+        let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some(name.into());
+        cms.create(&PostParams::default(), &cm).await
+    };
+
+    let server = FakeApiServer::new();
+    configure(&server, "MutatingWebhookConfiguration", vec![with(&pem)]).await;
+    let made = create(server, "a").await.unwrap();
+    assert_eq!(made.metadata.annotations.unwrap()["over"], "tls");
+
+    // Another self-signed certificate in the bundle: not trusted.
+    let (other, _, _) = self_signed_ca(&["127.0.0.1"]);
+    let server = FakeApiServer::new();
+    configure(&server, "MutatingWebhookConfiguration", vec![with(&other)]).await;
+    let err = create(server, "b").await.unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 500 && s.message.starts_with("Internal error occurred: failed calling webhook \"tls.example.dev\"")),
+        "{err:?}"
+    );
+
+    // The right certificate, for other names: the host is still checked.
+    let (elsewhere, der, key) = self_signed_ca(&["webhook.example.dev"]);
+    let addr = tls_webhook_server(der, key).await;
+    let server = FakeApiServer::new();
+    let url = format!("https://127.0.0.1:{}/", addr.port());
+    configure(
+        &server,
+        "MutatingWebhookConfiguration",
+        vec![webhook(
+            "tls.example.dev",
+            url.clone(),
+            json!({"clientConfig": {"url": url, "caBundle": bundle(&elsewhere)}}),
+        )],
+    )
+    .await;
+    let err = create(server, "c").await.unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 500 && s.message.ends_with("tls: failed to verify certificate: x509: certificate is not valid for this host")),
+        "{err:?}"
+    );
+}

@@ -252,8 +252,38 @@ fn review(uid: &str, a: &Attributes<'_>) -> Value {
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
 }
 
+/// A webhook that could not be called: kube-apiserver's internal error.
 fn failed(name: &str, why: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(format!("failed calling webhook \"{name}\": {why}"))
+    ApiError::internal(format!(
+        "Internal error occurred: failed calling webhook \"{name}\": {why}"
+    ))
+}
+
+/// Why a call failed, as Go's HTTP client words the common cases; else the
+/// innermost cause.
+fn transport_error(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = e;
+    while let Some(source) = inner.source() {
+        inner = source;
+    }
+    if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+        if io.kind() == std::io::ErrorKind::ConnectionRefused {
+            return "connect: connection refused".into();
+        }
+    }
+    let text = inner.to_string();
+    if text.contains("UnknownIssuer") {
+        "tls: failed to verify certificate: x509: certificate signed by unknown authority".into()
+    } else if text.contains("NotValidForName") || text.contains("not valid for") {
+        "tls: failed to verify certificate: x509: certificate is not valid for this host".into()
+    } else if text.contains("Expired") || text.contains("expired") {
+        "tls: failed to verify certificate: x509: certificate has expired or is not yet valid"
+            .into()
+    } else if text.contains("certificate") {
+        format!("tls: failed to verify certificate: {text}")
+    } else {
+        text
+    }
 }
 
 impl Admission {
@@ -354,6 +384,12 @@ impl Admission {
                 .unwrap_or(10)
                 .clamp(1, 30),
         );
+        // As kube-apiserver, the webhook is told its deadline in the URL.
+        let url = format!(
+            "{url}{}timeout={}s",
+            if url.contains('?') { '&' } else { '?' },
+            timeout.as_secs()
+        );
         let request = http::Request::post(&url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json")
@@ -373,7 +409,15 @@ impl Admission {
             } else {
                 self.plain.request(request).await
             }
-            .map_err(|e| failed(name, format!("failed to call webhook: Post \"{url}\": {e}")))?;
+            .map_err(|e| {
+                failed(
+                    name,
+                    format!(
+                        "failed to call webhook: Post \"{url}\": {}",
+                        transport_error(&e)
+                    ),
+                )
+            })?;
             let status = response.status();
             let body = response
                 .into_body()
@@ -444,13 +488,22 @@ mod tls {
                 .add(cert)
                 .map_err(|e| format!("the caBundle has a bad certificate: {e}"))?;
         }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let bundle: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+            .filter_map(Result::ok)
+            .collect();
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| format!("the caBundle cannot verify: {e}"))?;
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(BundleVerifier { inner, bundle }))
+            .with_no_client_auth();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(config)
             .https_or_http()
@@ -460,6 +513,135 @@ mod tls {
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build(https),
         )
+    }
+
+    use rustls::{
+        client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+        pki_types::{CertificateDer, ServerName, UnixTime},
+        DigitallySignedStruct, SignatureScheme,
+    };
+
+    /// Verifies a webhook's certificate as Go's crypto/x509 does for
+    /// kube-apiserver: by a chain to the caBundle, or, failing that, by
+    /// being one of the caBundle's certificates itself. Go accepts such a
+    /// leaf even with `CA:TRUE`, as the self-signed certificates of Kopf
+    /// and many development setups are, where webpki refuses a CA as an end
+    /// entity. The leaf must still be valid now, name the host, and allow
+    /// server authentication.
+    #[derive(Debug)]
+    pub(super) struct BundleVerifier {
+        inner: Arc<rustls::client::WebPkiServerVerifier>,
+        bundle: Vec<CertificateDer<'static>>,
+    }
+
+    impl ServerCertVerifier for BundleVerifier {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            server_name: &ServerName<'_>,
+            ocsp: &[u8],
+            now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            match self
+                .inner
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            {
+                Ok(verified) => Ok(verified),
+                Err(e)
+                    if self
+                        .bundle
+                        .iter()
+                        .any(|c| c.as_ref() == end_entity.as_ref()) =>
+                {
+                    trusted_leaf(end_entity, server_name, now)
+                        .map(|()| ServerCertVerified::assertion())
+                        .map_err(|why| {
+                            rustls::Error::General(format!("{e}; as a caBundle certificate: {why}"))
+                        })
+                }
+                Err(e) => Err(e),
+            }
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.inner.supported_verify_schemes()
+        }
+    }
+
+    /// The checks Go makes of a leaf found in the root pool: validity
+    /// period, server authentication if the certificate restricts its use,
+    /// and the host among its subject alternative names.
+    fn trusted_leaf(
+        der: &CertificateDer<'_>,
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<(), String> {
+        use x509_parser::{extensions::GeneralName, time::ASN1Time};
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|e| format!("unreadable: {e}"))?;
+        let at = ASN1Time::from_timestamp(now.as_secs() as i64).map_err(|e| e.to_string())?;
+        if !cert.validity().is_valid_at(at) {
+            return Err("expired or not yet valid".into());
+        }
+        if let Ok(Some(eku)) = cert.extended_key_usage() {
+            if !eku.value.any && !eku.value.server_auth {
+                return Err("not for server authentication".into());
+            }
+        }
+        let names = cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|san| san.value.general_names.clone())
+            .unwrap_or_default();
+        let matches = names.iter().any(|name| match (name, server_name) {
+            (GeneralName::DNSName(dns), ServerName::DnsName(host)) => {
+                dns_matches(dns, host.as_ref())
+            }
+            (GeneralName::IPAddress(ip), ServerName::IpAddress(host)) => {
+                let host: std::net::IpAddr = (*host).into();
+                match host {
+                    std::net::IpAddr::V4(v4) => *ip == v4.octets().as_slice(),
+                    std::net::IpAddr::V6(v6) => *ip == v6.octets().as_slice(),
+                }
+            }
+            _ => false,
+        });
+        if matches {
+            Ok(())
+        } else {
+            Err(format!("not valid for {}", server_name.to_str()))
+        }
+    }
+
+    /// A SAN DNS name against a host: case-insensitive, `*.` for one label.
+    fn dns_matches(pattern: &str, host: &str) -> bool {
+        let (pattern, host) = (pattern.to_ascii_lowercase(), host.to_ascii_lowercase());
+        match pattern.strip_prefix("*.") {
+            Some(rest) => host
+                .split_once('.')
+                .is_some_and(|(first, tail)| !first.is_empty() && tail == rest),
+            None => pattern == host,
+        }
     }
 }
 
