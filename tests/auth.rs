@@ -109,3 +109,56 @@ fn the_binary_should_refuse_an_open_non_loopback_bind() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refusing to serve 0.0.0.0:0"), "{err}");
 }
+
+/// `--tls-cert-file`/`--tls-private-key-file`: the server presents your
+/// certificate, the kubeconfig trusts it, and a key that does not match
+/// is refused at start.
+#[test]
+fn the_binary_should_serve_your_own_certificate() {
+    let files = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = files.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "my own server");
+    let cert = params.self_signed(&key).unwrap();
+    let cert_file = write("cert.pem", &cert.pem());
+    let key_file = write("key.pem", &key.serialize_pem());
+    let c = Standalone::start(&[
+        "--tls",
+        "--tls-cert-file",
+        &cert_file,
+        "--tls-private-key-file",
+        &key_file,
+    ]);
+    assert!(c.url.starts_with("https://"), "{}", c.url);
+    // kubectl trusts only what the kubeconfig says: your certificate.
+    let kubeconfig = std::fs::read_to_string(c.kubeconfig()).unwrap();
+    assert!(kubeconfig.contains(&base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        cert.pem()
+    )));
+    let (ok, out, err) = c.kubectl(&["get", "namespaces", "-o", "name"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("namespace/default"), "{out}");
+    // Another key: refused at start, with rustls' reason.
+    let other = write(
+        "other.pem",
+        &rcgen::KeyPair::generate().unwrap().serialize_pem(),
+    );
+    let out = std::process::Command::new(support::binary())
+        .args(["--port", "0", "--tls", "--tls-cert-file", &cert_file])
+        .args(["--tls-private-key-file", &other])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot configure TLS"), "{stderr}");
+}

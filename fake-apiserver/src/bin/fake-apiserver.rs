@@ -91,6 +91,13 @@ struct Serve {
     /// serving certificate, and the kubeconfigs written trust it.
     #[arg(long)]
     tls: bool,
+    /// With --tls, serve this certificate (PEM; the chain in order)
+    /// instead of one made at start; the kubeconfigs trust it.
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_private_key_file"])]
+    tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
     /// With --tls, also accept client certificates signed by these CAs
     /// (PEM); the fake's own CA is always accepted. CN is the user, O the groups.
     #[arg(long, value_name = "FILE", requires = "tls")]
@@ -464,7 +471,27 @@ async fn serve(args: Serve) -> ExitCode {
         }
     }
     let addr = (args.bind, args.port).into();
-    let serving = if args.tls {
+    let own = match (&args.tls_cert_file, &args.tls_private_key_file) {
+        (Some(cert), Some(key)) => {
+            match (std::fs::read_to_string(cert), std::fs::read_to_string(key)) {
+                (Ok(cert), Ok(key)) => Some((cert, key)),
+                (Err(e), _) => {
+                    eprintln!("fake-apiserver: {}: {e}", cert.display());
+                    return ExitCode::from(2);
+                }
+                (_, Err(e)) => {
+                    eprintln!("fake-apiserver: {}: {e}", key.display());
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
+    let serving = if let Some((cert, key)) = &own {
+        server
+            .serve_tls_with_certificate(addr, client_cas.as_deref(), cert, key)
+            .await
+    } else if args.tls {
         server.serve_tls(addr, client_cas.as_deref()).await
     } else {
         server.serve(addr).await

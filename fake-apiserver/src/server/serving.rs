@@ -50,14 +50,45 @@ impl FakeApiServer {
         let (config, certs) = authority
             .server_config(&serving, client_ca_pem)
             .map_err(other)?;
-        self.serve_with(addr, Some((authority, config, certs)))
+        let trusted = authority.pem().to_string();
+        self.serve_with(addr, Some((authority, config, certs, trusted)))
+            .await
+    }
+
+    /// Serves HTTPS on `addr` with your own serving certificate (PEM, the
+    /// chain in order) and its key (PKCS#8, PKCS#1 or SEC1), as
+    /// kube-apiserver's `--tls-cert-file` and `--tls-private-key-file`.
+    /// The kubeconfigs written trust the certificates of `cert_pem` (add
+    /// your CA to them if it is not in the file). Client certificates are
+    /// still accepted from a CA made now and from `client_ca_pem`.
+    ///
+    /// # Errors
+    /// An unreadable certificate or key, a key that does not match the
+    /// certificate, or the address.
+    pub async fn serve_tls_with_certificate(
+        &self,
+        addr: SocketAddr,
+        client_ca_pem: Option<&str>,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> std::io::Result<Serving> {
+        let other = |e: crate::auth::pki::PkiError| std::io::Error::other(e.to_string());
+        let authority = Authority::new("fake-apiserver CA").map_err(other)?;
+        let serving = crate::auth::pki::Pem {
+            cert: cert_pem.to_string(),
+            key: key_pem.to_string(),
+        };
+        let (config, certs) = authority
+            .server_config(&serving, client_ca_pem)
+            .map_err(other)?;
+        self.serve_with(addr, Some((authority, config, certs, cert_pem.to_string())))
             .await
     }
 
     async fn serve_with(
         &self,
         addr: SocketAddr,
-        tls: Option<(Authority, rustls::ServerConfig, ClientCerts)>,
+        tls: Option<(Authority, rustls::ServerConfig, ClientCerts, String)>,
     ) -> std::io::Result<Serving> {
         if !addr.ip().is_loopback()
             && self.authorization() == Mode::AlwaysAllow
@@ -81,17 +112,19 @@ impl FakeApiServer {
         let local_addr = listener.local_addr()?;
         let service = ApiService::new(self.shared.clone(), &local_addr.to_string());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let (authority, acceptor) = match tls {
-            Some((authority, config, certs)) => (
+        let (authority, trusted, acceptor) = match tls {
+            Some((authority, config, certs, trusted)) => (
                 Some(Arc::new(authority)),
+                Some(trusted),
                 Some((tokio_rustls::TlsAcceptor::from(Arc::new(config)), certs)),
             ),
-            None => (None, None),
+            None => (None, None, None),
         };
         let task = endpoints::serve(listener, service, acceptor, stop_rx);
         Ok(Serving {
             local_addr,
             authority,
+            trusted,
             token: self.admin_token().to_string(),
             stop: Some(stop_tx),
             task: Some(task),
@@ -104,6 +137,8 @@ pub struct Serving {
     local_addr: SocketAddr,
     token: String,
     authority: Option<Arc<Authority>>,
+    /// What clients should trust (PEM): the CA, or your own certificates.
+    trusted: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -116,7 +151,7 @@ impl Serving {
 
     /// `http://host:port`, or `https://` when serving TLS.
     pub fn url(&self) -> String {
-        let scheme = if self.authority.is_some() {
+        let scheme = if self.trusted.is_some() {
             "https"
         } else {
             "http"
@@ -124,9 +159,10 @@ impl Serving {
         format!("{scheme}://{}", self.local_addr)
     }
 
-    /// The CA that signed the serving certificate (PEM), when serving TLS.
+    /// What clients should trust (PEM), when serving TLS: the CA that
+    /// signed the serving certificate, or the certificates you gave.
     pub fn ca_pem(&self) -> Option<&str> {
-        self.authority.as_deref().map(Authority::pem)
+        self.trusted.as_deref()
     }
 
     /// A kubeconfig whose user authenticates with a client certificate
