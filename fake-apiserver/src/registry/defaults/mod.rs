@@ -3,14 +3,16 @@
 //! conversions that fold one field into another, as a Secret's
 //! `stringData` into `data`). One small function per kind, found in a
 //! table; kinds without one are stored as sent. Pods and the workloads
-//! with a pod template are in `workloads`.
+//! with a pod template are in `workloads`, volumes and their claims in
+//! `storage`.
 
+mod storage;
 mod workloads;
 
 pub use workloads::{image_pull_policy, pod_spec};
 
 use base64::Engine;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use crate::registry::{resources::Kind, webhooks};
 
@@ -22,6 +24,8 @@ const DEFAULTERS: &[(&str, &str, Defaulter)] = &[
     ("", "secrets", secret),
     ("", "services", crate::registry::services::defaults),
     ("", "pods", workloads::pod),
+    ("", "persistentvolumeclaims", storage::claim),
+    ("", "persistentvolumes", storage::volume),
     ("", "replicationcontrollers", workloads::replica_set),
     ("apps", "deployments", workloads::deployment),
     ("apps", "replicasets", workloads::replica_set),
@@ -40,6 +44,25 @@ const DEFAULTERS: &[(&str, &str, Defaulter)] = &[
         |o| webhooks::default(o, false),
     ),
 ];
+
+/// Inserts `value` at `key` when the key is absent (or null).
+pub(super) fn default(obj: &mut Map<String, Value>, key: &str, value: Value) {
+    if obj.get(key).is_none_or(Value::is_null) {
+        obj.insert(key.into(), value);
+    }
+}
+
+/// The object at `key`, made an empty one when absent or not an object.
+pub(super) fn object<'a>(obj: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+    let slot = obj.entry(key).or_insert_with(|| json!({}));
+    if !slot.is_object() {
+        *slot = json!({});
+    }
+    match slot {
+        Value::Object(map) => map,
+        _ => unreachable!("made an object just above"),
+    }
+}
 
 /// Applies the kind's defaults to `obj`, if the kind has any.
 pub fn apply(kind: &Kind, obj: &mut Value) {

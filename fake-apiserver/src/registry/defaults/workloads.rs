@@ -7,24 +7,7 @@
 
 use serde_json::{json, Map, Value};
 
-/// Inserts `value` at `key` when the key is absent (or null).
-fn default(obj: &mut Map<String, Value>, key: &str, value: Value) {
-    if obj.get(key).is_none_or(Value::is_null) {
-        obj.insert(key.into(), value);
-    }
-}
-
-/// The object at `key`, made an empty one when absent or not an object.
-fn object<'a>(obj: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
-    let slot = obj.entry(key).or_insert_with(|| json!({}));
-    if !slot.is_object() {
-        *slot = json!({});
-    }
-    match slot {
-        Value::Object(map) => map,
-        _ => unreachable!("made an object just above"),
-    }
-}
+use super::{default, object, storage};
 
 /// `imagePullPolicy`: `Always` for a `:latest` or untagged image (unless it
 /// is pinned by digest), `IfNotPresent` otherwise.
@@ -173,9 +156,8 @@ pub(super) fn stateful_set(obj: &mut Value) {
         .get_mut("volumeClaimTemplates")
         .and_then(Value::as_array_mut)
     {
-        for claim in claims.iter_mut().filter_map(Value::as_object_mut) {
-            default(object(claim, "spec"), "volumeMode", json!("Filesystem"));
-            default(object(claim, "status"), "phase", json!("Pending"));
+        for claim in claims.iter_mut() {
+            storage::claim(claim);
         }
     }
     template(spec);
