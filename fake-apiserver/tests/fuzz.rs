@@ -407,9 +407,6 @@ spec: {replicas: 1}
     ) -> Result<u16, TestCaseError> {
         let (code, bytes) = self.send(method, uri, headers, body);
         *self.codes.borrow_mut().entry(code).or_default() += 1;
-        if code == 404 && std::env::var("FUZZ_DEBUG").is_ok() {
-            println!("404 {method} {uri}");
-        }
         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(400)]).into_owned();
         // The one 500 kube-apiserver gives for a client's input: an object
         // grown past etcd's limit (patches here accumulate on the samples).
