@@ -217,3 +217,37 @@ async fn deployments_should_scale_through_their_scale_subresource() {
     .await;
     assert_eq!(code, 404, "no /scale on kinds without one");
 }
+
+/// A Service whose type becomes NodePort gets node ports on that update,
+/// keeps its cluster IP, and cannot take another Service's port.
+#[tokio::test]
+async fn a_service_turned_node_port_should_get_node_ports_on_update() {
+    let server = FakeApiServer::new();
+    let uri = "/api/v1/namespaces/default/services";
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"},
+                     "spec": {"selector": {"app": "a"}, "ports": [{"port": 80}]}});
+    let (code, made) = send(&server, "POST", uri, svc).await;
+    assert_eq!(code, 201, "{made}");
+    assert!(made["spec"]["ports"][0].get("nodePort").is_none());
+    let ip = made["spec"]["clusterIP"].clone();
+    let mut changed = made.clone();
+    changed["spec"]["type"] = json!("NodePort");
+    let (code, updated) = send(&server, "PUT", &format!("{uri}/a"), changed).await;
+    assert_eq!(code, 200, "{updated}");
+    let port = updated["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert!((30000..=32767).contains(&port), "{port}");
+    assert_eq!(updated["spec"]["clusterIP"], ip);
+    // Another Service's node port is refused, in kube's words.
+    let other = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b"},
+                       "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30100}]}});
+    let (code, _) = send(&server, "POST", uri, other).await;
+    assert_eq!(code, 201);
+    let mut taking = updated.clone();
+    taking["spec"]["ports"][0]["nodePort"] = json!(30100);
+    let (code, status) = send(&server, "PUT", &format!("{uri}/a"), taking).await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(
+        status["message"],
+        "Service \"a\" is invalid: spec.ports[0].nodePort: Invalid value: 30100: provided port is already allocated"
+    );
+}

@@ -232,6 +232,23 @@ impl Api {
         let storage_api_version = t.kind.api_version(&t.kind.storage_version().name);
         let mut removed = false;
         let mut unknown_fields = Vec::new();
+        // A Service may need node ports or an IP now (a type changed): the
+        // others' allocations are read first (not under the store's lock)
+        // and held by the allocation lock until the write.
+        let services = (is_service(&t.kind) && endpoint == Endpoint::Main).then(|| {
+            let guard = self
+                .service_allocation
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let others: Vec<Value> = self
+                .store
+                .list(&t.kind.key, None, None, None, 0, &|o| {
+                    !(o.namespace() == t.namespace && o.name() == t.name)
+                })
+                .map(|page| page.items.iter().map(|o| o.value()).collect())
+                .unwrap_or_default();
+            (guard, others)
+        });
         let result = self.commit(&t.kind.key, &t.namespace, &t.name, dry_run, |cur| {
             let cur = cur.ok_or_else(|| self.not_found(t))?;
             let old = cur.value();
@@ -253,6 +270,9 @@ impl Api {
             defaults::apply(&t.kind, &mut new);
             if is_service(&t.kind) {
                 services::keep_allocated(&old, &mut new);
+                if let Some((_, others)) = &services {
+                    services::allocate(&mut new, others)?;
+                }
             }
             // Field ownership: by the request's manager, or kept up to date
             // once an object has it (server-side apply records its own).
