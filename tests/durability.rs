@@ -41,6 +41,23 @@ fn client(server: &Standalone) -> kube::Client {
     kube::Client::try_from(config).expect("a client")
 }
 
+/// Every ConfigMap in `default` by name, and the list's resourceVersion.
+async fn listed_by_name(api: &Api<ConfigMap>) -> (BTreeMap<String, ConfigMap>, u64) {
+    let list = api.list(&ListParams::default()).await.unwrap();
+    let rv = list
+        .metadata
+        .resource_version
+        .as_deref()
+        .and_then(|rv| rv.parse().ok())
+        .expect("a numeric resourceVersion");
+    let by_name = list
+        .items
+        .into_iter()
+        .map(|cm| (cm.metadata.name.clone().unwrap(), cm))
+        .collect();
+    (by_name, rv)
+}
+
 fn rv_of(cm: &ConfigMap) -> u64 {
     cm.metadata
         .resource_version
@@ -150,25 +167,9 @@ async fn acknowledged_writes_should_survive_kill_9_at_any_moment() {
         let mut server = Standalone::start(&args);
         let api: Api<ConfigMap> = Api::namespaced(client(&server), "default");
         // What earlier rounds acknowledged is all there after the restart.
-        let stored: BTreeMap<String, ConfigMap> = api
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|cm| (cm.metadata.name.clone().unwrap(), cm))
-            .collect();
+        let (stored, listed) = listed_by_name(&api).await;
         check(&ledger.lock().unwrap(), &stored);
         // The store resumed at its resourceVersion, not from zero.
-        let listed: u64 = api
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .metadata
-            .resource_version
-            .unwrap()
-            .parse()
-            .unwrap();
         assert!(
             listed >= last_rv,
             "round {round}: resumed at {listed}, had acknowledged {last_rv}"
@@ -197,14 +198,7 @@ async fn acknowledged_writes_should_survive_kill_9_at_any_moment() {
     }
     let server = Standalone::start(&args);
     let api: Api<ConfigMap> = Api::namespaced(client(&server), "default");
-    let stored: BTreeMap<String, ConfigMap> = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|cm| (cm.metadata.name.clone().unwrap(), cm))
-        .collect();
+    let (stored, _) = listed_by_name(&api).await;
     let ledger = ledger.lock().unwrap().clone();
     assert!(ledger.len() > 100, "the load made {} objects", ledger.len());
     check(&ledger, &stored);

@@ -75,11 +75,10 @@ impl InFlight {
     pub(crate) fn admit(
         &self,
         method: &Method,
-        path: &str,
-        query: &str,
+        long_running: bool,
         user: &UserInfo,
     ) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
-        if is_long_running(path, query) || user.groups.iter().any(|g| g == "system:masters") {
+        if long_running || user.groups.iter().any(|g| g == "system:masters") {
             return Ok(None);
         }
         let mutating = matches!(
@@ -112,10 +111,10 @@ pub(crate) fn timed_out() -> ApiError {
 /// `timeout` that is no duration is 400, as in kube.
 pub(crate) fn deadline(
     limits: &Limits,
-    path: &str,
+    long_running: bool,
     query: &str,
 ) -> Result<Option<Duration>, ApiError> {
-    if is_long_running(path, query) {
+    if long_running {
         return Ok(None);
     }
     let asked = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "timeout");
@@ -133,7 +132,7 @@ pub(crate) fn deadline(
 
 /// Whether a request is long-running as kube counts them: a watch, or a
 /// streaming subresource.
-fn is_long_running(path: &str, query: &str) -> bool {
+pub(crate) fn is_long_running(path: &str, query: &str) -> bool {
     let watch = form_urlencoded::parse(query.as_bytes())
         .any(|(k, v)| k == "watch" && (v == "true" || v == "1"));
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -167,7 +166,7 @@ mod tests {
         };
         let pools = InFlight::new(&limits);
         let anyone = user(&["system:authenticated"]);
-        let get = |q: &str| pools.admit(&Method::GET, "/api/v1/pods", q, &anyone);
+        let get = |q: &str| pools.admit(&Method::GET, is_long_running("/api/v1/pods", q), &anyone);
         let a = get("").unwrap();
         let _b = get("").unwrap();
         let e = get("").unwrap_err();
@@ -182,24 +181,44 @@ mod tests {
         );
         // The mutating pool is apart.
         let post = pools
-            .admit(&Method::POST, "/api/v1/namespaces/d/pods", "", &anyone)
+            .admit(
+                &Method::POST,
+                is_long_running("/api/v1/namespaces/d/pods", ""),
+                &anyone,
+            )
             .unwrap();
         assert!(post.is_some());
         assert!(pools
-            .admit(&Method::DELETE, "/api/v1/namespaces/d/pods/x", "", &anyone)
+            .admit(
+                &Method::DELETE,
+                is_long_running("/api/v1/namespaces/d/pods/x", ""),
+                &anyone
+            )
             .is_err());
         // Watches, logs and system:masters are not counted.
         assert!(get("watch=true").unwrap().is_none());
         assert!(pools
-            .admit(&Method::GET, "/api/v1/watch/pods", "", &anyone)
+            .admit(
+                &Method::GET,
+                is_long_running("/api/v1/watch/pods", ""),
+                &anyone
+            )
             .unwrap()
             .is_none());
         assert!(pools
-            .admit(&Method::GET, "/api/v1/namespaces/d/pods/p/log", "", &anyone)
+            .admit(
+                &Method::GET,
+                is_long_running("/api/v1/namespaces/d/pods/p/log", ""),
+                &anyone
+            )
             .unwrap()
             .is_none());
         assert!(pools
-            .admit(&Method::GET, "/api/v1/pods", "", &user(&["system:masters"]))
+            .admit(
+                &Method::GET,
+                is_long_running("/api/v1/pods", ""),
+                &user(&["system:masters"])
+            )
             .unwrap()
             .is_none());
         drop(a);
@@ -217,7 +236,7 @@ mod tests {
         let held: Vec<_> = (0..1000)
             .map(|_| {
                 pools
-                    .admit(&Method::GET, "/api/v1/pods", "", &anyone)
+                    .admit(&Method::GET, is_long_running("/api/v1/pods", ""), &anyone)
                     .unwrap()
             })
             .collect();

@@ -137,11 +137,13 @@ where
             // A panic anywhere in a handler answers this request with a 500
             // and leaves the server serving, as kube-apiserver's recovery does.
             let query = uri.query().unwrap_or_default();
-            let deadline = match inflight::deadline(&service.shared.limits, uri.path(), query) {
+            // Asked once: both the deadline and the in-flight limit need it.
+            let long_running = inflight::is_long_running(uri.path(), query);
+            let deadline = match inflight::deadline(&service.shared.limits, long_running, query) {
                 Ok(d) => d,
                 Err(e) => return Ok(Answer::Error(e).into_response()),
             };
-            let handled = AssertUnwindSafe(service.handle(req)).catch_unwind();
+            let handled = AssertUnwindSafe(service.handle(req, long_running)).catch_unwind();
             let handled = match deadline {
                 None => handled.await,
                 Some(limit) => match tokio::time::timeout(limit, handled).await {
@@ -170,7 +172,11 @@ where
 }
 
 impl ApiService {
-    async fn handle<B>(&self, req: Request<B>) -> Result<Response<ResponseBody>, ServiceError>
+    async fn handle<B>(
+        &self,
+        req: Request<B>,
+        long_running: bool,
+    ) -> Result<Response<ResponseBody>, ServiceError>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
@@ -195,7 +201,7 @@ impl ApiService {
         let place = user.as_ref().ok().map(|user| {
             self.shared
                 .inflight
-                .admit(&parts.method, &path, &query, user)
+                .admit(&parts.method, long_running, user)
         });
         let mut entry = self.shared.journal.is_enabled().then(|| {
             let header = |name| {

@@ -136,6 +136,9 @@ impl DataDir {
             return Err(DurableError::InUse(dir.to_path_buf()));
         }
         let mut restored = Restored::default();
+        // Every object read so far, by resource and key: the snapshot's,
+        // then the log's changes on top.
+        let mut objects = Objects::new();
         let snapshot_path = dir.join("snapshot");
         match std::fs::read(&snapshot_path) {
             Ok(bytes) => {
@@ -147,7 +150,6 @@ impl DataDir {
                         what: "a record is torn or fails its checksum".into(),
                     });
                 }
-                let mut objects = std::collections::HashMap::new();
                 for (offset, payload) in records {
                     apply(&mut restored, &mut objects, payload).map_err(|what| {
                         DurableError::Corrupt {
@@ -157,7 +159,6 @@ impl DataDir {
                         }
                     })?;
                 }
-                restored.objects = objects.into_iter().map(|(k, v)| (k.0, v)).collect();
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_error(&snapshot_path)(e)),
@@ -171,11 +172,6 @@ impl DataDir {
             .map_err(io_error(&wal_path))?;
         let bytes = std::fs::read(&wal_path).map_err(io_error(&wal_path))?;
         let (records, valid) = frames(&bytes);
-        let mut objects: std::collections::HashMap<(ResourceKey, String), Stored> = restored
-            .objects
-            .drain(..)
-            .map(|(k, v)| ((k, v.key.to_string()), v))
-            .collect();
         let snapshot_rv = restored.rv;
         let mut cut_at = valid;
         for (offset, payload) in records {
