@@ -35,8 +35,9 @@ struct Args {
     /// The kubeconfig context.
     #[arg(long)]
     context: Option<String>,
-    /// Namespace to serve (repeatable).
-    #[arg(short, long = "namespace")]
+    /// Namespaces to serve (repeatable): a name or a pattern of
+    /// comma-separated globs, negated with `!`, e.g. `-n 'team-*,!team-test'`.
+    #[arg(short, long = "namespace", value_name = "PATTERN")]
     namespaces: Vec<String>,
     /// Serve all namespaces (the default when no namespace is given).
     #[arg(short = 'A', long, conflicts_with = "namespaces")]

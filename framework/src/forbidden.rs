@@ -23,6 +23,17 @@ pub(crate) fn explain_watch(e: &kube::runtime::watcher::Error) -> String {
     }
 }
 
+/// Whether a watcher's error is the API's 403 (RBAC denied it).
+pub(crate) fn is_forbidden(e: &kube::runtime::watcher::Error) -> bool {
+    use kube::runtime::watcher::Error;
+    matches!(
+        e,
+        Error::InitialListFailed(kube::Error::Api(s))
+            | Error::WatchStartFailed(kube::Error::Api(s))
+            | Error::WatchFailed(kube::Error::Api(s)) if s.code == 403
+    )
+}
+
 /// Reads kube-apiserver's `User "U" cannot VERB resource "R" in API group
 /// "G" in the namespace "NS"` (or `at the cluster scope`).
 fn missing(message: &str) -> Option<String> {

@@ -28,8 +28,12 @@
 //! - `peering`: peering objects or a Lease decide when to pause (an engine).
 //! - `admission`: validating and mutating webhooks, their server and
 //!   managed configurations (an engine).
+//! - `scanning`: which declared resources and which namespaces are served
+//!   now, kept current as CRDs and namespaces come and go (an engine).
 //! - `processing`: one object, one cycle: cause, finalizer, handlers, patch.
 //! - `reactor`: watchers, per-object workers, patch application.
+//! - `orchestrating`: a watch per served resource and namespace, started
+//!   and stopped as the scanning's insights change.
 //! - `operator`, `settings`: the public shell.
 #![deny(missing_docs)]
 
@@ -44,6 +48,7 @@ mod indexing;
 mod indices;
 mod observing;
 mod operator;
+mod orchestrating;
 mod peering;
 mod posting;
 mod probing;
@@ -51,6 +56,7 @@ mod processing;
 mod reactor;
 mod references;
 mod registry;
+mod scanning;
 mod settings;
 mod stopping;
 pub mod storage;
@@ -64,11 +70,11 @@ pub use handling::{
 pub use indices::{Index, Indexed, Indices};
 pub use observing::{Observer, Pending};
 pub use operator::{LoginFn, Operator, OperatorError};
-pub use references::{Reason, Resource};
+pub use references::{match_namespace, Reason, Resource};
 pub use registry::{FieldFilter, FieldPredicate, Handler, MetaFilter, Registry, ValuePredicate};
 pub use settings::{
     Admission, Batching, Clock, Execution, LeaseElection, Liveness, Peering, Persistence, Posting,
-    Settings, Watching, WebhookServer,
+    Scanning, Settings, Watching, WebhookServer,
 };
 pub use stopping::{StopReason, Stopped};
 

@@ -30,6 +30,8 @@ struct State {
     wakeups: BTreeMap<String, Instant>,
     /// The latest resourceVersion each resource's watch has delivered.
     seen: HashMap<String, u64>,
+    /// The namespaces each resource is watched in (`None`: all of them).
+    scopes: HashMap<String, BTreeSet<Option<String>>>,
     /// Daemons and timers: `None` while a timer runs its code, `Some(until)`
     /// while parked (`until` = `None`: no known deadline; daemons are
     /// always parked to observers).
@@ -187,9 +189,25 @@ impl Observer {
         self.update(|s| s.detached = s.detached.saturating_add_signed(delta));
     }
 
-    pub(crate) fn watching(&self, resource: &str) {
+    pub(crate) fn watching(&self, resource: &str, namespace: Option<&str>) {
         self.update(|s| {
             s.seen.entry(resource.to_string()).or_insert(0);
+            s.scopes
+                .entry(resource.to_string())
+                .or_default()
+                .insert(namespace.map(str::to_string));
+        });
+    }
+
+    /// A watch stopped (its namespace or resource is no longer served).
+    pub(crate) fn unwatched(&self, resource: &str, namespace: Option<&str>) {
+        self.update(|s| {
+            let scopes = s.scopes.entry(resource.to_string()).or_default();
+            scopes.remove(&namespace.map(str::to_string));
+            if scopes.is_empty() {
+                s.scopes.remove(resource);
+                s.seen.remove(resource);
+            }
         });
     }
 
@@ -247,6 +265,14 @@ impl Observer {
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect()
+    }
+
+    /// The namespaces `resource` is watched in; `None` when it is watched
+    /// in the whole cluster (or not at all).
+    pub fn watched_namespaces(&self, resource: &str) -> Option<Vec<String>> {
+        let s = self.lock();
+        let scopes = s.scopes.get(resource)?;
+        scopes.iter().cloned().collect()
     }
 
     /// What is pending now.

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use crate::{
     handling::HandlerFn,
     handling::{Context, HandlerResult},
-    reactor::{discover, watch_resource, Shared},
+    reactor::Shared,
     references::{Reason, Resource},
     registry::{default_id, Handler, Registry},
     settings::Settings,
@@ -402,7 +402,7 @@ impl Operator {
         };
         let mut webhooks = Vec::new();
         for handler in handlers {
-            let resource = crate::reactor::resolve(client, &handler.resource)
+            let resource = crate::scanning::resolve(client, &handler.resource)
                 .await
                 .map_err(|source| OperatorError::UnknownResource {
                     resource: Box::new(handler.resource.clone()),
@@ -504,18 +504,23 @@ impl Operator {
         let paused = Arc::new(watch::Sender::new(false));
         // Cluster-wide peering for the whole cluster (or globs), else a
         // KopfPeering in each served namespace.
-        let peering_namespaces: Vec<Option<String>> =
-            if settings.watching.namespaces.is_empty() || settings.watching.has_globs() {
-                vec![None]
-            } else {
-                settings
-                    .watching
-                    .namespaces
-                    .iter()
-                    .cloned()
-                    .map(Some)
-                    .collect()
-            };
+        let peering_namespaces: Vec<Option<String>> = if settings.watching.namespaces.is_empty()
+            || settings
+                .watching
+                .namespaces
+                .iter()
+                .any(|p| p.contains(['!', '*', '?', '[', ',']))
+        {
+            vec![None]
+        } else {
+            settings
+                .watching
+                .namespaces
+                .iter()
+                .cloned()
+                .map(Some)
+                .collect()
+        };
         tasks.spawn(crate::peering::run_all(
             client.clone(),
             settings.clone(),
@@ -523,79 +528,59 @@ impl Operator {
             paused.clone(),
             stop_rx.clone(),
         ));
-        let resources = self.registry.resources();
-        let watches_per_resource =
-            if settings.watching.namespaces.is_empty() || settings.watching.has_globs() {
-                1
-            } else {
-                settings.watching.namespaces.len()
-            };
-        let listings = Arc::new(std::sync::atomic::AtomicUsize::new(
-            resources.len() * watches_per_resource,
-        ));
-        if resources.is_empty() {
-            if let Some(o) = &settings.observer {
-                o.set_ready();
-            }
-        }
-        let indexed_resources = resources
-            .iter()
-            .filter(|r| {
-                self.registry
-                    .handlers
-                    .iter()
-                    .any(|h| h.reason == Reason::Index && &h.resource == *r)
-            })
-            .count();
-        // Opens once every indexed resource is listed and indexed.
-        let indexing = Arc::new(watch::Sender::new(indexed_resources * watches_per_resource));
         let limit = settings
             .execution
             .max_workers
             .map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1))));
-        for declared in resources {
-            let unknown = |source: kube::Error| OperatorError::UnknownResource {
-                resource: Box::new(declared.clone()),
-                source: Box::new(source),
-            };
-            let resource = crate::reactor::resolve(&client, &declared)
-                .await
-                .map_err(unknown)?;
-            let (api_resource, status_subresource) =
-                discover(&client, &resource).await.map_err(unknown)?;
-            let shared = Arc::new(Shared {
-                client: client.clone(),
-                handlers: self.registry.for_resource(&declared),
-                resource,
-                api_resource,
-                status_subresource,
-                settings: Arc::new(settings.clone()),
-                poster: poster.clone(),
-                memo: self.memo.clone(),
-                limit: limit.clone(),
-                listings: listings.clone(),
-                indices: indices.clone(),
-                indexing: indexing.clone(),
-                paused: paused.subscribe(),
-            });
-            // Globs need the whole cluster watched (objects are filtered by
-            // namespace); plain names get a watch each.
-            let namespaces: Vec<Option<String>> =
-                if settings.watching.namespaces.is_empty() || settings.watching.has_globs() {
-                    vec![None]
-                } else {
-                    settings
-                        .watching
-                        .namespaces
-                        .iter()
-                        .cloned()
-                        .map(Some)
-                        .collect()
-                };
-            for ns in namespaces {
-                tasks.spawn(watch_resource(shared.clone(), ns, stop_rx.clone()));
+        // The scanning keeps the insights current; the orchestra runs a
+        // watch per served resource and namespace.
+        let insights = Arc::new(watch::Sender::new(crate::scanning::Insights::default()));
+        let shared_settings = Arc::new(settings.clone());
+        tasks.spawn(crate::scanning::observe_resources(
+            client.clone(),
+            shared_settings.clone(),
+            self.registry.resources(),
+            insights.clone(),
+            stop_rx.clone(),
+        ));
+        tasks.spawn(crate::scanning::observe_namespaces(
+            client.clone(),
+            shared_settings.clone(),
+            insights.clone(),
+            stop_rx.clone(),
+        ));
+        let listings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // Opens once every watch of an indexed resource listed and indexed.
+        let indexing = Arc::new(watch::Sender::new(0));
+        let registry = self.registry.clone();
+        let memo = self.memo.clone();
+        let paused_rx = paused.subscribe();
+        let make_shared = {
+            let client = client.clone();
+            move |declared: &Resource, served: &crate::scanning::Served| {
+                Arc::new(Shared {
+                    client: client.clone(),
+                    handlers: registry.for_resource(declared),
+                    resource: served.resource.clone(),
+                    api_resource: served.api_resource.clone(),
+                    status_subresource: served.status_subresource,
+                    settings: shared_settings.clone(),
+                    poster: poster.clone(),
+                    memo: memo.clone(),
+                    limit: limit.clone(),
+                    listings: listings.clone(),
+                    indices: indices.clone(),
+                    indexing: indexing.clone(),
+                    paused: paused_rx.clone(),
+                })
             }
-        }
+        };
+        tasks.spawn(crate::orchestrating::orchestrate(
+            insights.subscribe(),
+            make_shared,
+            settings.observer.clone(),
+            stop_rx.clone(),
+        ));
         stop.await;
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}

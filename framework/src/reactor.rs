@@ -86,15 +86,37 @@ impl Shared {
         }
     }
 
+    /// Whether an index handler reads this resource.
+    pub(crate) fn is_indexed(&self) -> bool {
+        self.handlers
+            .iter()
+            .any(|h| h.reason == crate::references::Reason::Index)
+    }
+
+    /// One of this resource's watches listed its objects (or stopped
+    /// before it could): readiness and the indexing gate count it done.
+    fn listed(&self) {
+        if self.is_indexed() {
+            self.indexing.send_modify(|n| *n = n.saturating_sub(1));
+        }
+        if self
+            .listings
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.observe(|o| o.set_ready());
+        }
+    }
+
     /// Reports to the observer, if there is one.
-    fn observe(&self, f: impl FnOnce(&crate::observing::Observer)) {
+    pub(crate) fn observe(&self, f: impl FnOnce(&crate::observing::Observer)) {
         if let Some(o) = &self.settings.observer {
             f(o);
         }
     }
 
     /// `plural` or `plural.group`, as the observer names resources.
-    fn resource_key(&self) -> String {
+    pub(crate) fn resource_key(&self) -> String {
         if self.resource.group.is_empty() {
             self.resource.plural.clone()
         } else {
@@ -125,6 +147,7 @@ fn reached(seen: Option<&str>, expected: &str) -> bool {
 }
 
 /// Watches one resource (in one namespace, or all) until `stop` fires.
+/// The caller counts the watch in `listings` (and `indexing`) first.
 pub(crate) async fn watch_resource(
     shared: Arc<Shared>,
     namespace: Option<String>,
@@ -134,7 +157,7 @@ pub(crate) async fn watch_resource(
         Some(ns) => Api::namespaced_with(shared.client.clone(), ns, &shared.api_resource),
         None => Api::all_with(shared.client.clone(), &shared.api_resource),
     };
-    shared.observe(|o| o.watching(&shared.resource_key()));
+    shared.observe(|o| o.watching(&shared.resource_key(), namespace.as_deref()));
     let mut stream = Box::pin(watcher(api, watcher::Config::default()).default_backoff());
     let mut workers: HashMap<String, watch::Sender<Seen>> = HashMap::new();
     // Awaited when the watch ends, so that daemons stop before cleanup.
@@ -142,10 +165,7 @@ pub(crate) async fn watch_resource(
     let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut listing = false;
     let mut listed = false;
-    let indexing = shared
-        .handlers
-        .iter()
-        .any(|h| h.reason == crate::references::Reason::Index);
+    let indexing = shared.is_indexed();
     let mut excluded = Exclusions::default();
     let mut relisted: Option<std::collections::HashSet<String>> = None;
     loop {
@@ -167,16 +187,7 @@ pub(crate) async fn watch_resource(
                 }
                 if !listed {
                     listed = true;
-                    if indexing {
-                        shared.indexing.send_modify(|n| *n = n.saturating_sub(1));
-                    }
-                    if shared
-                        .listings
-                        .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
-                        == 1
-                    {
-                        shared.observe(|o| o.set_ready());
-                    }
+                    shared.listed();
                 }
                 continue;
             }
@@ -195,14 +206,6 @@ pub(crate) async fn watch_resource(
             .as_deref()
             .and_then(|rv| rv.parse::<u64>().ok())
             .unwrap_or(0);
-        if !shared
-            .settings
-            .watching
-            .serves(obj.metadata.namespace.as_deref().unwrap_or_default())
-        {
-            shared.observe(|o| o.seen(&shared.resource_key(), rv));
-            continue;
-        }
         let key = format!(
             "{}/{}",
             obj.metadata.namespace.clone().unwrap_or_default(),
@@ -291,6 +294,9 @@ pub(crate) async fn watch_resource(
     }
     drop(workers);
     while tasks.join_next().await.is_some() {}
+    if !listed {
+        shared.listed();
+    }
 }
 
 /// Posts a log line about `body` as a Kubernetes Event, if the settings
@@ -700,90 +706,6 @@ async fn apply(
         rv = done.metadata.resource_version;
     }
     Ok(rv)
-}
-
-/// Resolves a `Resource::named` through discovery: the first served
-/// resource (core first, then groups in the server's order, each at its
-/// preferred version) whose kind, plural, singular or short name matches.
-pub(crate) async fn resolve(client: &Client, resource: &Resource) -> Result<Resource, kube::Error> {
-    let Some(name) = &resource.lookup else {
-        return Ok(resource.clone());
-    };
-    let (name, group_hint) = match name.split_once('.') {
-        Some((n, g)) => (n.to_string(), Some(g.to_string())),
-        None => (name.clone(), None),
-    };
-    let lower = name.to_lowercase();
-    let matches = |r: &k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResource| {
-        !r.name.contains('/')
-            && (r.name == lower
-                || r.kind == name
-                || r.singular_name == lower
-                || r.short_names.as_ref().is_some_and(|s| s.contains(&lower)))
-    };
-    let mut candidates: Vec<(String, String)> = Vec::new();
-    if group_hint.is_none() {
-        candidates.push((String::new(), "v1".into()));
-    }
-    for group in client.list_api_groups().await?.groups {
-        if group_hint.as_ref().is_some_and(|g| *g != group.name) {
-            continue;
-        }
-        if let Some(preferred) = group
-            .preferred_version
-            .or_else(|| group.versions.first().cloned())
-        {
-            candidates.push((group.name.clone(), preferred.version));
-        }
-    }
-    for (group, version) in candidates {
-        let list = if group.is_empty() {
-            client.list_core_api_resources(&version).await?
-        } else {
-            client
-                .list_api_group_resources(&format!("{group}/{version}"))
-                .await?
-        };
-        if let Some(found) = list.resources.iter().find(|r| matches(r)) {
-            return Ok(Resource::new(&group, &version, &found.name));
-        }
-    }
-    Err(kube::Error::Discovery(
-        kube::error::DiscoveryError::MissingResource(name),
-    ))
-}
-
-/// Finds whether `resource` has a `/status` subresource, through discovery.
-pub(crate) async fn discover(
-    client: &Client,
-    resource: &Resource,
-) -> Result<(ApiResource, bool), kube::Error> {
-    let list = if resource.group.is_empty() {
-        client.list_core_api_resources(&resource.version).await?
-    } else {
-        client
-            .list_api_group_resources(&resource.api_version())
-            .await?
-    };
-    let main = list.resources.iter().find(|r| r.name == resource.plural);
-    let kind = main.map(|r| r.kind.clone()).unwrap_or_default();
-    let status = list
-        .resources
-        .iter()
-        .any(|r| r.name == format!("{}/status", resource.plural));
-    let ar = ApiResource {
-        group: resource.group.clone(),
-        version: resource.version.clone(),
-        api_version: resource.api_version(),
-        kind,
-        plural: resource.plural.clone(),
-    };
-    match main {
-        Some(_) => Ok((ar, status)),
-        None => Err(kube::Error::Discovery(
-            kube::error::DiscoveryError::MissingResource(resource.plural.clone()),
-        )),
-    }
 }
 
 #[cfg(test)]

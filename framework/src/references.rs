@@ -158,3 +158,188 @@ impl Reason {
         )
     }
 }
+
+/// Whether `name` matches Kopf's namespace pattern: comma-separated globs
+/// (spaces around them ignored), each inclusive or, with a leading `!`,
+/// exclusive. Read left to right: the first inclusive glob decides the
+/// initial match (a leading exclusive glob implies `*` before it); an
+/// exclusive glob un-matches; a later inclusive glob re-matches only what
+/// the first one matched. So `myapp-*,!*-pr-*,*pr-123` serves `myapp-live`
+/// and `myapp-pr-123` but neither `myapp-pr-456` nor `other-pr-123`.
+pub fn match_namespace(name: &str, pattern: &str) -> bool {
+    let mut globs: Vec<&str> = pattern.split(',').map(str::trim).collect();
+    if globs.first().is_none_or(|g| g.starts_with('!')) {
+        globs.insert(0, "*");
+    }
+    let first = glob_match(globs[0], name);
+    let mut matches = first;
+    for glob in &globs[1..] {
+        match glob.strip_prefix('!') {
+            Some(excluded) => matches = matches && !glob_match(excluded, name),
+            None => matches = matches || (first && glob_match(glob, name)),
+        }
+    }
+    matches
+}
+
+/// The patterns that are plain namespace names (no `*`, `?`, `[`, `!` or
+/// `,`): what is served when namespaces cannot be listed, as in Kopf.
+pub(crate) fn specific_namespaces(patterns: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = patterns
+        .iter()
+        .filter(|p| !p.contains(['!', '*', '?', '[', ',']))
+        .map(|p| p.trim().to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// One element of a glob.
+#[derive(Debug, PartialEq)]
+enum Token {
+    /// `*`: any run of characters.
+    Any,
+    /// `?`: one character.
+    One,
+    /// `[...]` or `[!...]`: one character in (or not in) the ranges.
+    Class(bool, Vec<(char, char)>),
+    /// Itself.
+    Literal(char),
+}
+
+impl Token {
+    fn accepts(&self, c: char) -> bool {
+        match self {
+            Token::Any | Token::One => true,
+            Token::Class(negated, ranges) => {
+                ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c)) != *negated
+            }
+            Token::Literal(l) => *l == c,
+        }
+    }
+}
+
+/// Parses a shell glob as Python's `fnmatch` reads it: `*`, `?`, `[seq]`,
+/// `[!seq]` with ranges; an unclosed `[` is a literal.
+fn tokens(pattern: &str) -> Vec<Token> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' => out.push(Token::Any),
+            '?' => out.push(Token::One),
+            '[' => {
+                let mut j = i + 1;
+                let negated = chars.get(j) == Some(&'!');
+                if negated {
+                    j += 1;
+                }
+                // A `]` right after the opening is a member, as in fnmatch.
+                let start = j;
+                if chars.get(j) == Some(&']') {
+                    j += 1;
+                }
+                while j < chars.len() && chars[j] != ']' {
+                    j += 1;
+                }
+                if j >= chars.len() {
+                    out.push(Token::Literal('['));
+                } else {
+                    let members = &chars[start..j];
+                    let mut ranges = Vec::new();
+                    let mut k = 0;
+                    while k < members.len() {
+                        if k + 2 < members.len() && members[k + 1] == '-' {
+                            ranges.push((members[k], members[k + 2]));
+                            k += 3;
+                        } else {
+                            ranges.push((members[k], members[k]));
+                            k += 1;
+                        }
+                    }
+                    out.push(Token::Class(negated, ranges));
+                    i = j;
+                }
+            }
+            c => out.push(Token::Literal(c)),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Whether `name` matches the glob `pattern` as a whole (`fnmatch`, case
+/// sensitive as on POSIX).
+pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
+    let p = tokens(pattern);
+    let n: Vec<char> = name.chars().collect();
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && p[pi] != Token::Any && p[pi].accepts(n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == Token::Any {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|t| *t == Token::Any)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_should_match_like_fnmatch() {
+        assert!(glob_match("team-*", "team-a"));
+        assert!(glob_match("team-*", "team-"));
+        assert!(!glob_match("team-*", "other"));
+        assert!(glob_match("t?am-*-x", "team-blue-x"));
+        assert!(glob_match("*", "anything"));
+        assert!(!glob_match("a?c", "ac"));
+        assert!(glob_match("ns-[0-9]", "ns-7"));
+        assert!(!glob_match("ns-[0-9]", "ns-x"));
+        assert!(glob_match("ns-[!0-9]", "ns-x"));
+        assert!(glob_match("ns-[ab]*", "ns-beta"));
+        assert!(glob_match("a[", "a["));
+        assert!(!glob_match("Team-*", "team-a"));
+    }
+
+    #[test]
+    fn namespace_patterns_should_read_as_kopfs() {
+        // The examples of Kopf's documentation (match_namespace).
+        let p = "myapp-*, !*-pr-*, *pr-123";
+        assert!(match_namespace("myapp-test", p));
+        assert!(match_namespace("myapp-live", p));
+        assert!(match_namespace("myapp-pr-123", p));
+        assert!(!match_namespace("myapp-pr-456", p));
+        assert!(!match_namespace("otherapp-pr-123", p));
+        let p = "!*-pr-*, *pr-123";
+        assert!(match_namespace("myapp-test", p));
+        assert!(match_namespace("anyapp-anything", p));
+        assert!(match_namespace("otherapp-pr-123", p));
+        assert!(!match_namespace("myapp-pr-456", p));
+        assert!(match_namespace("default", "!kube-*"));
+        assert!(!match_namespace("kube-system", "!kube-*"));
+        assert!(match_namespace("default", "default"));
+        assert!(!match_namespace("default2", "default"));
+    }
+
+    #[test]
+    fn only_plain_names_should_be_specific() {
+        let patterns: Vec<String> = ["a", "b-*", "!c", "d,e", " f ", "a", "g?", "h[0-9]"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(specific_namespaces(&patterns), ["a", "f"]);
+    }
+}

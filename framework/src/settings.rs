@@ -84,46 +84,21 @@ pub struct Persistence {
 /// What to watch.
 #[derive(Clone, Debug, Default)]
 pub struct Watching {
-    /// Namespaces to watch; empty = the whole cluster. Entries may be globs
-    /// (`*` any run of characters, `?` one character), e.g. `team-*`.
+    /// Namespace patterns to serve; empty = the whole cluster. Each is a
+    /// name or Kopf's pattern: globs (`team-*`, `ns-?`, `ns-[0-9]`),
+    /// negations (`!kube-*`) and comma-combined lists (`a-*,!*-pr-*`); see
+    /// [`match_namespace`](crate::references::match_namespace). Namespaces
+    /// are watched one by one as they come and go (see [`Scanning`]).
     pub namespaces: Vec<String>,
 }
 
-/// Whether `name` matches the glob `pattern` (`*` and `?`).
-pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ni;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ni = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
-
-impl Watching {
-    /// Whether any namespace entry is a glob.
-    pub(crate) fn has_globs(&self) -> bool {
-        self.namespaces.iter().any(|n| n.contains(['*', '?']))
-    }
-
-    /// Whether objects in `namespace` are served.
-    pub(crate) fn serves(&self, namespace: &str) -> bool {
-        self.namespaces.is_empty()
-            || namespace.is_empty()
-            || self.namespaces.iter().any(|p| glob_match(p, namespace))
-    }
+/// How the cluster is scanned at runtime (Kopf's `settings.scanning`).
+#[derive(Clone, Debug, Default)]
+pub struct Scanning {
+    /// Do not observe CRDs and namespaces: resources are resolved once at
+    /// start, and the namespaces served are only the plain names among the
+    /// patterns (no warning is logged for this restricted mode).
+    pub disabled: bool,
 }
 
 /// All settings.
@@ -139,6 +114,8 @@ pub struct Settings {
     pub persistence: Persistence,
     /// Watching.
     pub watching: Watching,
+    /// Runtime scanning of resources and namespaces.
+    pub scanning: Scanning,
     /// The time source.
     pub clock: Clock,
     /// Where to collect this operator's log lines, besides `tracing`.
@@ -276,6 +253,7 @@ impl Default for Settings {
                 finalizer: "kopf.zalando.org/KopfFinalizerMarker".into(),
             },
             watching: Watching::default(),
+            scanning: Scanning::default(),
             clock: Clock::default(),
             log_sink: None,
             observer: None,
@@ -343,22 +321,6 @@ impl std::str::FromStr for Liveness {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs_should_match_like_shell_patterns() {
-        assert!(glob_match("team-*", "team-a"));
-        assert!(glob_match("team-*", "team-"));
-        assert!(!glob_match("team-*", "other"));
-        assert!(glob_match("t?am-*-x", "team-blue-x"));
-        assert!(glob_match("*", "anything"));
-        assert!(!glob_match("a?c", "ac"));
-        let w = Watching {
-            namespaces: vec!["team-*".into(), "default".into()],
-        };
-        assert!(
-            w.has_globs() && w.serves("team-x") && w.serves("default") && !w.serves("kube-system")
-        );
-    }
 
     #[test]
     fn liveness_urls_should_parse_as_kopf_does() {

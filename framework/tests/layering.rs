@@ -23,9 +23,11 @@ const LAYERS: &[&[&str]] = &[
         "probing",
         "peering",
         "admission",
+        "scanning",
     ],
     &["processing"],
     &["reactor"],
+    &["orchestrating"],
     &["operator"],
     &["cli"],
 ];

@@ -545,9 +545,17 @@ impl Cluster {
     /// The resourceVersion the operator's watch must reach to have seen
     /// every change: the fake's latest change of the resource, or, for a
     /// remote cluster, the test's own latest write to it.
-    pub(crate) fn latest_rv(&self, resource: &str) -> u64 {
+    /// The latest resourceVersion of `resource`'s changes, in `namespaces`
+    /// only when given.
+    pub(crate) fn latest_rv(&self, resource: &str, namespaces: Option<&[String]>) -> u64 {
         match &self.backend {
-            Backend::Fake(server) => server.api().store.latest_rv(&parse_resource(resource)),
+            Backend::Fake(server) => match namespaces {
+                Some(ns) => server
+                    .api()
+                    .store
+                    .latest_rv_in(&parse_resource(resource), ns),
+                None => server.api().store.latest_rv(&parse_resource(resource)),
+            },
             Backend::Remote(remote) => remote.written_rv(resource),
         }
     }

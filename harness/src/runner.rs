@@ -287,7 +287,8 @@ impl KopfRunner {
             .watched()
             .into_iter()
             .filter_map(|(resource, seen)| {
-                let latest = self.cluster.latest_rv(&resource);
+                let namespaces = self.observer.watched_namespaces(&resource);
+                let latest = self.cluster.latest_rv(&resource, namespaces.as_deref());
                 (seen < latest).then_some((resource, seen, latest))
             })
             .collect()

@@ -549,6 +549,23 @@ impl Store {
             .unwrap_or(0)
     }
 
+    /// The latest resourceVersion of `key`'s changes in `namespaces` still
+    /// in the history window (0 if none): what a watch of those namespaces
+    /// alone has to reach to be current.
+    pub fn latest_rv_in(&self, key: &ResourceKey, namespaces: &[String]) -> u64 {
+        let inner = self.lock();
+        inner
+            .tables
+            .get(key)
+            .and_then(|t| {
+                t.history
+                    .iter()
+                    .rev()
+                    .find(|e| namespaces.iter().any(|ns| ns == e.object.namespace()))
+            })
+            .map_or(0, |e| e.rv())
+    }
+
     /// The events of `key` still in the history window, oldest first.
     pub fn history(&self, key: &ResourceKey) -> Vec<Arc<Event>> {
         let inner = self.lock();
