@@ -29,8 +29,7 @@ async fn create_fn_2(ctx: Context) -> HandlerResult {
 }
 
 async fn update_fn(ctx: Context) -> HandlerResult {
-    ctx.logger
-        .info(format!("UPDATED: {} changes", ctx.diff.len()));
+    ctx.logger.info("UPDATED");
     Ok(None)
 }
 
@@ -45,14 +44,41 @@ async fn delete_fn_2(ctx: Context) -> HandlerResult {
 }
 
 async fn field_fn(ctx: Context) -> HandlerResult {
-    let show =
-        |v: &Option<serde_json::Value>| v.as_ref().map_or("None".to_string(), |v| v.to_string());
     ctx.logger.info(format!(
         "FIELD CHANGED: {} -> {}",
-        show(&ctx.old),
-        show(&ctx.new)
+        py_str(ctx.old.as_ref()),
+        py_str(ctx.new.as_ref())
     ));
     Ok(None)
+}
+
+/// A value as Python's `str()` shows it, as Kopf's example prints it:
+/// strings bare, `None`, `True`, `{'a': 1}`.
+pub(crate) fn py_str(value: Option<&serde_json::Value>) -> String {
+    use serde_json::Value;
+    fn repr(v: &Value) -> String {
+        match v {
+            Value::String(s) => format!("'{s}'"),
+            other => py_str(Some(other)),
+        }
+    }
+    match value {
+        None | Some(Value::Null) => "None".into(),
+        Some(Value::Bool(b)) => if *b { "True" } else { "False" }.into(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => {
+            let items: Vec<String> = items.iter().map(repr).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Some(Value::Object(map)) => {
+            let items: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("'{k}': {}", repr(v)))
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
+    }
 }
 
 /// The example's operator.

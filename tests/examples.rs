@@ -352,8 +352,9 @@ async fn example_05_handlers_should_run_each_handler_once_in_order() {
     };
     assert!(said("CREATED 1st") < said("CREATED 2nd"));
     assert!(said("DELETED 1st") < said("DELETED 2nd"));
-    said("FIELD CHANGED: \"value\" -> \"newvalue\"");
-    said("UPDATED: 2 changes");
+    // Kopf's example prints `f'FIELD CHANGED: {old} -> {new}'`: Python's str().
+    said("FIELD CHANGED: value -> newvalue");
+    said("UPDATED");
     said("Updating is processed: 2 succeeded; 0 failed.");
     said("Deletion is processed: 2 succeeded; 0 failed.");
     assert!(
@@ -755,4 +756,19 @@ async fn example_10_builtins_should_kill_pods_after_30_seconds() {
         "{lines:#?}"
     );
     running.stop().await;
+}
+
+/// The values 05-handlers prints read as Python's `str()` of them (the
+/// expected text is what Python prints for the same values).
+#[test]
+fn example_05_should_show_values_as_python_prints_them() {
+    use serde_json::json;
+    let show = |v: serde_json::Value| handlers::py_str(Some(&v));
+    assert_eq!(
+        show(json!({"a": 1, "b": [null, true, "x"]})),
+        "{'a': 1, 'b': [None, True, 'x']}"
+    );
+    assert_eq!(handlers::py_str(None), "None");
+    assert_eq!(show(json!(1.5)), "1.5");
+    assert_eq!(show(json!("s")), "s");
 }

@@ -413,6 +413,89 @@ async fn operator_binaries_should_run_as_processes() {
     assert!(process
         .output()
         .contains("Stop-signal received. Stopping the operator."));
+    // Kopf's default `full` layout; `--verbose` means DEBUG, as in Kopf.
+    let output = process.output();
+    let line = |text: &str| {
+        output
+            .lines()
+            .find(|l| l.ends_with(text))
+            .unwrap_or_else(|| panic!("{text:?} not in:\n{output}"))
+            .to_string()
+    };
+    let invoked = line("] kopf.objects         [DEBUG   ] [default/kopf-example-1] Handler 'create_fn' is invoked.");
+    let succeeded = line(
+        "] kopf.objects         [INFO    ] [default/kopf-example-1] Handler 'create_fn' succeeded.",
+    );
+    for l in [invoked, succeeded] {
+        // `[2026-01-01 12:00:00,123] `: Python's asctime.
+        let shape: String = l[..26]
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '9' } else { c })
+            .collect();
+        assert_eq!(shape, "[9999-99-99 99:99:99,999] ", "{l}");
+    }
+}
+
+/// `--log-format json --log-refkey k8s`: one JSON object per line, the
+/// object's reference under `k8s`, no prefix in the message (Kopf's JSON
+/// default); `--log-prefix` puts it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_should_carry_the_object_reference() {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("examples")
+        .join("01-minimal");
+    for (args, message) in [
+        (vec![], "Handler 'create_fn' succeeded."),
+        (
+            vec!["--log-prefix"],
+            "[default/kopf-example-1] Handler 'create_fn' succeeded.",
+        ),
+    ] {
+        let cluster = kopf_harness::Cluster::with_server(fake_apiserver::FakeApiServer::new());
+        cluster.apply(CRD).unwrap();
+        let mut all = vec![
+            "-A",
+            "--standalone",
+            "--log-format",
+            "json",
+            "--log-refkey",
+            "k8s",
+        ];
+        all.extend(args);
+        let mut process = kopf_harness::ProcessRunner::start(cluster, &binary, &all)
+            .await
+            .unwrap();
+        process.cluster().apply(OBJ).unwrap();
+        process
+            .wait_for_output("Handler 'create_fn' succeeded.", Duration::from_secs(20))
+            .await
+            .unwrap();
+        process.stop(Duration::from_secs(10)).await.unwrap();
+        let output = process.output();
+        let lines: Vec<serde_json::Value> = output
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        let found = lines
+            .iter()
+            .find(|l| l["message"] == message)
+            .unwrap_or_else(|| panic!("{message:?} not in:\n{output}"));
+        assert_eq!(found["severity"], "info");
+        assert_eq!(found["k8s"]["kind"], "KopfExample");
+        assert_eq!(found["k8s"]["apiVersion"], "kopf.dev/v1");
+        assert_eq!(found["k8s"]["name"], "kopf-example-1");
+        assert_eq!(found["k8s"]["namespace"], "default");
+        assert!(found["k8s"]["uid"].as_str().is_some_and(|u| !u.is_empty()));
+        assert!(
+            !lines.iter().any(|l| l["severity"] == "debug"),
+            "no --verbose, no debug lines"
+        );
+    }
 }
 
 /// The cluster handle waits for conditions in virtual time.

@@ -10,20 +10,13 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
-use crate::{operator::Operator, settings::Settings};
-
-/// Log line formats.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    /// `[namespace/name] message`.
-    Plain,
-    /// With timestamps, levels and targets.
-    Full,
-    /// One JSON object per line.
-    Json,
-}
+use crate::{
+    formatting::{KopfFormat, LogFormat},
+    operator::Operator,
+    settings::Settings,
+};
 
 /// The command line of a kopf operator.
 #[derive(Debug, Parser)]
@@ -63,7 +56,7 @@ struct Args {
     /// Serve the probes' results at this URL (`http://host:port/path`).
     #[arg(short = 'L', long, value_name = "URL")]
     liveness: Option<crate::settings::Liveness>,
-    /// Info-level logs.
+    /// Debug-level logs (as --debug, as in Kopf).
     #[arg(long, short)]
     verbose: bool,
     /// Debug-level logs.
@@ -72,9 +65,19 @@ struct Args {
     /// Warnings and errors only.
     #[arg(long, short)]
     quiet: bool,
-    /// Log format.
-    #[arg(long, value_enum, default_value = "plain")]
+    /// Log format: Kopf's `full` (time, logger, level), `plain`, or `json`.
+    #[arg(long, value_enum, default_value = "full")]
     log_format: LogFormat,
+    /// Start messages about an object with `[namespace/name]` (the
+    /// default for the text formats).
+    #[arg(long, overrides_with = "no_log_prefix")]
+    log_prefix: bool,
+    /// No `[namespace/name]` prefix (the default for JSON).
+    #[arg(long, overrides_with = "log_prefix")]
+    no_log_prefix: bool,
+    /// The JSON key of the object's reference (default `object`).
+    #[arg(long, value_name = "KEY")]
+    log_refkey: Option<String>,
 }
 
 /// Errors of [`run`].
@@ -125,30 +128,36 @@ pub async fn run_with(
         }
         Err(e) => return Err(RunError::Args(e.to_string())),
     };
-    let level = if args.debug {
+    // Kopf: 'DEBUG' if debug or verbose else 'WARNING' if quiet else 'INFO'.
+    let level = if args.debug || args.verbose {
         "debug"
-    } else if args.verbose {
-        "info"
     } else if args.quiet {
         "warn"
     } else {
         "info"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{level},kube=warn,hyper=warn,tower=warn"))
+        // The libraries' own debug lines are not the operator's (Kopf
+        // keeps only its own too).
+        tracing_subscriber::EnvFilter::new(format!(
+            "{level},kube=warn,hyper=warn,hyper_util=warn,h2=warn,tower=warn,rustls=warn,\
+             rustls_platform_verifier=warn"
+        ))
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match args.log_format {
-        LogFormat::Plain => builder
-            .without_time()
-            .with_level(false)
-            .with_target(false)
-            .try_init(),
-        LogFormat::Full => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let prefix = match (args.log_prefix, args.no_log_prefix) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
     };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .event_format(KopfFormat::new(
+            args.log_format,
+            prefix,
+            args.log_refkey.clone(),
+        ))
+        .try_init();
     if let Some(login) = operator.login().await {
         let config =
             login.map_err(|e| RunError::Config(format!("the login handler failed: {e}")))?;

@@ -28,6 +28,8 @@
 //! - `peering`: peering objects or a Lease decide when to pause (an engine).
 //! - `admission`: validating and mutating webhooks, their server and
 //!   managed configurations (an engine).
+//! - `networking`: the API client's retries (5xx, 429 with `Retry-After`,
+//!   transport errors) and request timeout (an engine).
 //! - `scanning`: which declared resources and which namespaces are served
 //!   now, kept current as CRDs and namespaces come and go (an engine).
 //! - `processing`: one object, one cycle: cause, finalizer, handlers, patch.
@@ -35,6 +37,7 @@
 //! - `orchestrating`: a watch per served resource and namespace, started
 //!   and stopped as the scanning's insights change.
 //! - `operator`, `settings`: the public shell.
+//! - `formatting`, `cli`: Kopf's command line and its log lines.
 #![deny(missing_docs)]
 
 mod activities;
@@ -42,10 +45,12 @@ mod admission;
 mod cli;
 mod daemons;
 mod forbidden;
+mod formatting;
 mod handling;
 pub mod hierarchies;
 mod indexing;
 mod indices;
+mod networking;
 mod observing;
 mod operator;
 mod orchestrating;
@@ -73,8 +78,8 @@ pub use operator::{LoginFn, Operator, OperatorError};
 pub use references::{match_namespace, Reason, Resource};
 pub use registry::{FieldFilter, FieldPredicate, Handler, MetaFilter, Registry, ValuePredicate};
 pub use settings::{
-    Admission, Batching, Clock, Execution, LeaseElection, Liveness, Peering, Persistence, Posting,
-    Scanning, Settings, Watching, WebhookServer,
+    Admission, Batching, Clock, Execution, LeaseElection, Liveness, Networking, Peering,
+    Persistence, Posting, Scanning, Settings, Watching, WebhookServer,
 };
 pub use stopping::{StopReason, Stopped};
 

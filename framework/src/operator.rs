@@ -458,6 +458,12 @@ impl Operator {
             return Err(OperatorError::NoHandlers);
         }
         let (stop_tx, stop_rx) = watch::channel(false);
+        // Every request of the operator is retried and bounded as Kopf's are.
+        let client = crate::networking::resilient(
+            client,
+            &settings.networking,
+            crate::handling::Logger::operator(settings.log_sink.clone()),
+        );
         let indices = crate::indices::Indices::new(
             self.registry
                 .handlers

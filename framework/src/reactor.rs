@@ -572,7 +572,7 @@ async fn worker(
                 }
             }
         }
-        let logger = Logger::with_sink(&namespace, &name, shared.settings.log_sink.clone());
+        let logger = Logger::for_body(&body, shared.settings.log_sink.clone());
         last_ns.clone_from(&namespace);
         last_name.clone_from(&name);
         let settings = &shared.settings;

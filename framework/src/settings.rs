@@ -101,6 +101,31 @@ pub struct Scanning {
     pub disabled: bool,
 }
 
+/// Talking to the API (Kopf's `settings.networking`).
+#[derive(Clone, Debug)]
+pub struct Networking {
+    /// How long one attempt of a request may take until its answer starts
+    /// (watches excepted); `None`: no bound. Kopf's default: 5 minutes.
+    pub request_timeout: Option<Duration>,
+    /// The pauses between attempts of a request that failed with a 5xx, a
+    /// 429 or a transport error; after the last, the error escalates.
+    /// Empty: no retries. Kopf's default: 1, 1, 2, 3, 5, 8, 13, 21 s.
+    pub error_backoffs: Vec<Duration>,
+    /// Use a 429's `Retry-After` even when it is shorter than the backoff
+    /// (it is always used when longer).
+    pub enforce_retry_after: bool,
+}
+
+impl Default for Networking {
+    fn default() -> Self {
+        Networking {
+            request_timeout: Some(Duration::from_secs(300)),
+            error_backoffs: [1, 1, 2, 3, 5, 8, 13, 21].map(Duration::from_secs).to_vec(),
+            enforce_retry_after: false,
+        }
+    }
+}
+
 /// All settings.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -116,6 +141,8 @@ pub struct Settings {
     pub watching: Watching,
     /// Runtime scanning of resources and namespaces.
     pub scanning: Scanning,
+    /// Retries and timeouts of API requests.
+    pub networking: Networking,
     /// The time source.
     pub clock: Clock,
     /// Where to collect this operator's log lines, besides `tracing`.
@@ -254,6 +281,7 @@ impl Default for Settings {
             },
             watching: Watching::default(),
             scanning: Scanning::default(),
+            networking: Networking::default(),
             clock: Clock::default(),
             log_sink: None,
             observer: None,

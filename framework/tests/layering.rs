@@ -24,11 +24,13 @@ const LAYERS: &[&[&str]] = &[
         "peering",
         "admission",
         "scanning",
+        "networking",
     ],
     &["processing"],
     &["reactor"],
     &["orchestrating"],
     &["operator"],
+    &["formatting"],
     &["cli"],
 ];
 

@@ -57,6 +57,9 @@ impl LogSink {
 #[derive(Clone)]
 pub struct Logger {
     prefix: Arc<str>,
+    /// The object's namespace, name and reference (`apiVersion`, `kind`,
+    /// `name`, `uid`, `namespace`) as JSON; `None` for operator lines.
+    object: Option<Arc<(String, String, String)>>,
     lines: Arc<Mutex<Vec<LogLine>>>,
     sink: Option<LogSink>,
     /// Takes each line at once instead of keeping it for `drain`.
@@ -81,6 +84,11 @@ impl Logger {
     }
 
     pub(crate) fn with_sink(namespace: &str, name: &str, sink: Option<LogSink>) -> Self {
+        let reference = serde_json::json!({"name": name, "namespace": namespace});
+        Self::about(namespace, name, reference, sink)
+    }
+
+    fn about(namespace: &str, name: &str, reference: Value, sink: Option<LogSink>) -> Self {
         let prefix = if namespace.is_empty() {
             format!("[{name}]")
         } else {
@@ -88,6 +96,11 @@ impl Logger {
         };
         Logger {
             prefix: prefix.into(),
+            object: Some(Arc::new((
+                namespace.to_string(),
+                name.to_string(),
+                reference.to_string(),
+            ))),
             lines: Arc::default(),
             sink,
             hook: None,
@@ -104,13 +117,24 @@ impl Logger {
     /// A logger for the object `body` (`[namespace/name]`).
     pub(crate) fn for_body(body: &Value, sink: Option<LogSink>) -> Self {
         let s = |p: &str| body.pointer(p).and_then(Value::as_str).unwrap_or_default();
-        Self::with_sink(s("/metadata/namespace"), s("/metadata/name"), sink)
+        let (namespace, name) = (s("/metadata/namespace"), s("/metadata/name"));
+        let mut reference = serde_json::json!({
+            "apiVersion": s("/apiVersion"),
+            "kind": s("/kind"),
+            "name": name,
+            "uid": s("/metadata/uid"),
+        });
+        if !namespace.is_empty() {
+            reference["namespace"] = namespace.into();
+        }
+        Self::about(namespace, name, reference, sink)
     }
 
     /// A logger for operator-level messages (no object prefix).
     pub(crate) fn operator(sink: Option<LogSink>) -> Self {
         Logger {
             prefix: "".into(),
+            object: None,
             lines: Arc::default(),
             sink,
             hook: None,
@@ -123,11 +147,25 @@ impl Logger {
         } else {
             format!("{} {message}", self.prefix)
         };
-        match level {
-            Level::Debug => tracing::debug!("{full}"),
-            Level::Info => tracing::info!("{full}"),
-            Level::Warning => tracing::warn!("{full}"),
-            Level::Error => tracing::error!("{full}"),
+        // The object goes as fields: the command line's formatter prefixes
+        // it (or not), and JSON lines carry its reference.
+        match (&self.object, level) {
+            (Some(o), Level::Debug) => {
+                tracing::debug!(target: "kopf.objects", k8s_namespace = o.0, k8s_name = o.1, k8s_ref = o.2, "{message}")
+            }
+            (Some(o), Level::Info) => {
+                tracing::info!(target: "kopf.objects", k8s_namespace = o.0, k8s_name = o.1, k8s_ref = o.2, "{message}")
+            }
+            (Some(o), Level::Warning) => {
+                tracing::warn!(target: "kopf.objects", k8s_namespace = o.0, k8s_name = o.1, k8s_ref = o.2, "{message}")
+            }
+            (Some(o), Level::Error) => {
+                tracing::error!(target: "kopf.objects", k8s_namespace = o.0, k8s_name = o.1, k8s_ref = o.2, "{message}")
+            }
+            (None, Level::Debug) => tracing::debug!(target: "kopf.operator", "{message}"),
+            (None, Level::Info) => tracing::info!(target: "kopf.operator", "{message}"),
+            (None, Level::Warning) => tracing::warn!(target: "kopf.operator", "{message}"),
+            (None, Level::Error) => tracing::error!(target: "kopf.operator", "{message}"),
         }
         if let Some(sink) = &self.sink {
             sink.push(LogLine {
