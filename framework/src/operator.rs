@@ -515,7 +515,7 @@ impl Operator {
                 .watching
                 .namespaces
                 .iter()
-                .any(|p| p.contains(['!', '*', '?', '[', ',']))
+                .any(|p| !crate::references::is_plain_namespace(p))
         {
             vec![None]
         } else {

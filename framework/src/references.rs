@@ -187,12 +187,17 @@ pub fn match_namespace(name: &str, pattern: &str) -> bool {
 pub(crate) fn specific_namespaces(patterns: &[String]) -> Vec<String> {
     let mut names: Vec<String> = patterns
         .iter()
-        .filter(|p| !p.contains(['!', '*', '?', '[', ',']))
+        .filter(|p| is_plain_namespace(p))
         .map(|p| p.trim().to_string())
         .collect();
     names.sort();
     names.dedup();
     names
+}
+
+/// Whether a namespace pattern is a plain name (no glob, negation or list).
+pub(crate) fn is_plain_namespace(pattern: &str) -> bool {
+    !pattern.contains(['!', '*', '?', '[', ','])
 }
 
 /// One element of a glob.
